@@ -1,0 +1,103 @@
+//! Route53: read one leaf's A record, UPSERT many records of one zone in one change batch.
+//!
+//! Route53 allows 5 requests/s per account, so the reconciler reads a record only when
+//! it does not know it and writes only when it differs (see `reconcile::observe`).
+
+use std::net::Ipv4Addr;
+
+use aws_config::SdkConfig;
+use aws_sdk_route53::types::{Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType};
+use aws_sdk_route53::Client;
+
+use super::{call, AwsError, ErrorKind};
+
+/// An A record as Route53 holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ARecord {
+    /// Its values; a leaf's record has exactly one.
+    pub values: Vec<String>,
+    /// Its TTL in seconds (None for alias records).
+    pub ttl: Option<i64>,
+}
+
+impl ARecord {
+    /// True when the record points at exactly `ip` with `ttl`.
+    pub fn is(&self, ip: Ipv4Addr, ttl: i64) -> bool {
+        self.values.len() == 1 && self.values[0] == ip.to_string() && self.ttl == Some(ttl)
+    }
+}
+
+/// One UPSERT of a leaf's A record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upsert {
+    /// Record name (the leaf's domain).
+    pub domain: String,
+    /// Target address.
+    pub ip: Ipv4Addr,
+    /// TTL in seconds.
+    pub ttl: i64,
+}
+
+/// Route53 client.
+#[derive(Clone, Debug)]
+pub struct Route53Api {
+    client: Client,
+}
+
+/// Route53 names end with a dot and may escape characters; compare normalised.
+fn same_name(a: &str, b: &str) -> bool {
+    a.trim_end_matches('.').eq_ignore_ascii_case(b.trim_end_matches('.'))
+}
+
+impl Route53Api {
+    /// Wraps a client built from `config`.
+    pub fn new(config: &SdkConfig) -> Self {
+        Self { client: Client::new(config) }
+    }
+
+    /// Reads the A record of `domain` in `zone`; None when there is none.
+    pub async fn read_a(&self, zone: &str, domain: &str) -> Result<Option<ARecord>, AwsError> {
+        let out = call(
+            "route53",
+            "ListResourceRecordSets",
+            self.client
+                .list_resource_record_sets()
+                .hosted_zone_id(zone)
+                .start_record_name(domain)
+                .start_record_type(RrType::A)
+                .max_items(1)
+                .send(),
+        )
+        .await?;
+        Ok(out
+            .resource_record_sets()
+            .iter()
+            .find(|r| same_name(r.name(), domain) && *r.r#type() == RrType::A)
+            .map(|r| ARecord { values: r.resource_records().iter().map(|v| v.value().to_owned()).collect(), ttl: r.ttl() }))
+    }
+
+    /// UPSERTs all `changes` (records of one zone) in one atomic change batch.
+    pub async fn upsert_a(&self, zone: &str, changes: &[Upsert], comment: &str) -> Result<(), AwsError> {
+        let invalid = |e: aws_sdk_route53::error::BuildError| {
+            AwsError::answer("route53", "ChangeResourceRecordSets", ErrorKind::Invalid, e.to_string())
+        };
+        let mut batch = ChangeBatch::builder().comment(comment);
+        for c in changes {
+            let record = ResourceRecordSet::builder()
+                .name(&c.domain)
+                .r#type(RrType::A)
+                .ttl(c.ttl)
+                .resource_records(ResourceRecord::builder().value(c.ip.to_string()).build().map_err(invalid)?)
+                .build()
+                .map_err(invalid)?;
+            batch = batch.changes(Change::builder().action(ChangeAction::Upsert).resource_record_set(record).build().map_err(invalid)?);
+        }
+        call(
+            "route53",
+            "ChangeResourceRecordSets",
+            self.client.change_resource_record_sets().hosted_zone_id(zone).change_batch(batch.build().map_err(invalid)?).send(),
+        )
+        .await
+        .map(drop)
+    }
+}

@@ -1,0 +1,68 @@
+//! One function per thing that happens: each writes its log line and its metric, so
+//! what the logs say and what `/metrics` counts never drift apart.
+
+use std::time::Duration;
+
+use crate::aws::AwsError;
+use crate::metrics::count;
+
+/// An AWS call finished (any service).
+pub fn aws_call(service: &'static str, operation: &'static str, elapsed: Duration, error: Option<&AwsError>) {
+    let outcome = error.map_or("ok", |e| match e.kind {
+        crate::aws::ErrorKind::Transient => "transient",
+        crate::aws::ErrorKind::Throttled => "throttled",
+        crate::aws::ErrorKind::Denied => "denied",
+        crate::aws::ErrorKind::NotFound => "not_found",
+        crate::aws::ErrorKind::Invalid => "invalid",
+    });
+    count("cm_aws_calls_total", "AWS API calls by service, operation and outcome", &[("service", service), ("operation", operation), ("outcome", outcome)], 1);
+    match error {
+        None => tracing::trace!(service, operation, ms = elapsed.as_millis() as u64, "aws call"),
+        Some(e) => tracing::debug!(service, operation, ms = elapsed.as_millis() as u64, error = %e, "aws call failed"),
+    }
+}
+
+/// A query-log line did not parse; it is skipped.
+pub fn malformed_line(group: &str, stream: &str, line: &str, why: &dyn std::fmt::Display) {
+    count("cm_query_log_malformed_total", "Query-log lines that did not parse and were skipped", &[("group", group)], 1);
+    let line: String = line.chars().take(200).collect();
+    tracing::warn!(group, stream, line = %line, cause = %why, "skipping malformed query-log line");
+}
+
+/// A DNS query for a leaf's domain was seen for the first time.
+pub fn query_seen(leaf: &str, query_at: crate::clock::Timestamp, edge: &str, lag_ms: i64, asleep: bool) {
+    count("cm_dns_queries_total", "A queries seen for each leaf's domain", &[("leaf", leaf)], 1);
+    if asleep {
+        tracing::info!(leaf, %query_at, edge, lag_ms, "DNS query for sleeping leaf: wake requested");
+    } else {
+        tracing::debug!(leaf, %query_at, edge, lag_ms, "DNS query for leaf");
+    }
+}
+
+/// An action was applied (or would have been, in dry run).
+pub fn action(leaf: &str, kind: &'static str, what: &str, why: &str, dry_run: bool) {
+    count("cm_actions_total", "Actions applied by kind", &[("leaf", leaf), ("kind", kind)], 1);
+    if dry_run {
+        tracing::info!(leaf, action = kind, dry_run, "would {what}: {why}");
+    } else {
+        tracing::info!(leaf, action = kind, "{what}: {why}");
+    }
+}
+
+/// An action failed; it is retried next tick.
+pub fn action_failed(leaf: &str, kind: &'static str, error: &AwsError) {
+    count("cm_action_errors_total", "Actions that failed, by kind", &[("leaf", leaf), ("kind", kind)], 1);
+    tracing::warn!(leaf, action = kind, error = %error, "action failed; retrying next tick");
+}
+
+/// An alert was decided and queued for publishing.
+pub fn alert_queued(leaf: &str, kind: &str, subject: &str) {
+    count("cm_alerts_total", "Alerts decided, by leaf and kind", &[("leaf", leaf), ("kind", kind)], 1);
+    tracing::info!(leaf, alert = kind, subject, "alert");
+}
+
+/// An alert could not be published to a topic and will not be retried.
+pub fn alert_dropped(alert_id: &str, topic: &str, why: &str) {
+    count("cm_alerts_dropped_total", "Alert deliveries given up", &[("topic", topic)], 1);
+    tracing::error!(alert_id, topic, why, "alert not delivered");
+}

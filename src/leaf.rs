@@ -1,0 +1,93 @@
+//! What the daemon remembers about a leaf between ticks and across restarts.
+//!
+//! Only what AWS cannot tell us lives here: a DNS query that asked for a wake, and
+//! which transition was already announced (so a restart never alerts twice). Whether
+//! the leaf is up, its IP and its record are read from AWS every time.
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Timestamp;
+
+/// A DNS query that asked for the leaf; pending until the ASG wants an instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WakeRequest {
+    /// The query's own time (from the log line).
+    pub query_at: Timestamp,
+    /// Route53 edge location that answered, for the alert ("woken by a query at FRA6").
+    pub edge: String,
+}
+
+/// The last transition announced by an alert.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum Announced {
+    /// "Starting" was sent for this instance.
+    Up {
+        /// The instance that was announced.
+        instance: String,
+    },
+    /// "Stopped" was sent, or the leaf was first seen asleep.
+    Down,
+}
+
+/// Persistent per-leaf memory.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeafState {
+    /// A DNS query waiting to be turned into desired capacity 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wake: Option<WakeRequest>,
+    /// The query that last woke the leaf: the reason given in the "starting" alert.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub woken_by: Option<WakeRequest>,
+    /// Newest query time seen for the leaf's domain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_query_at: Option<Timestamp>,
+    /// What the operator was last told; None until the leaf is first observed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub announced: Option<Announced>,
+}
+
+impl LeafState {
+    /// Records a DNS query for the leaf. Several queries before the wake is acted on
+    /// make one request (the earliest, which is what the player waited since).
+    pub fn request_wake(&mut self, query_at: Timestamp, edge: &str) {
+        if self.wake.as_ref().is_none_or(|w| query_at < w.query_at) {
+            self.wake = Some(WakeRequest { query_at, edge: edge.to_owned() });
+        }
+        if self.last_query_at.is_none_or(|t| query_at > t) {
+            self.last_query_at = Some(query_at);
+        }
+    }
+}
+
+/// Where a leaf is, as read from its ASG.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "phase")]
+pub enum Phase {
+    /// No Pending or InService instance.
+    Asleep,
+    /// An instance is wanted or launching but none serves yet.
+    Waking,
+    /// An instance is InService with a public IP.
+    Up {
+        /// The serving instance.
+        instance: String,
+        /// Its public IP, where the A record must point.
+        ip: std::net::Ipv4Addr,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_queries_keep_the_earliest_wake_and_the_newest_query() {
+        let mut s = LeafState::default();
+        s.request_wake(Timestamp(2000), "FRA6");
+        s.request_wake(Timestamp(1000), "IAD1");
+        s.request_wake(Timestamp(3000), "LHR2");
+        assert_eq!(s.wake.as_ref().map(|w| (w.query_at, w.edge.as_str())), Some((Timestamp(1000), "IAD1")));
+        assert_eq!(s.last_query_at, Some(Timestamp(3000)));
+    }
+}

@@ -1,0 +1,34 @@
+//! container-manager: runs container "leafs" on AWS only while somebody uses them.
+//!
+//! One process per region tails the Route53 query log, wakes a leaf by setting its
+//! AutoScalingGroup's desired capacity, points the leaf's A record at the instance (and
+//! back at an idle IP when it stops), scales a REPLICA ECS service with it, and sends
+//! one SNS alert per transition. It replaces the Lambda-and-alarm glue of the original
+//! CDK stack (see docs/architecture.md).
+//!
+//! # Layout
+//! - [`config`]: `leafs.toml` to a validated [`config::Config`]; errors name file, line, key.
+//! - [`aws`]: thin batched adapters over the SDK and one error classification.
+//! - [`tail`]: the query-log poller (sliding window, dedupe) and its strict line parser.
+//! - [`reconcile`]: observe (batched reads), decide (pure), apply (calls in order).
+//! - [`alerts`]: alert texts and the persisted outbox that publishes them at most once.
+//! - [`state`]: what survives restarts, written atomically.
+//! - [`worker`]: the generic periodic driver every loop runs under.
+//! - [`leaf`], [`clock`]: domain types and time as data.
+//! - [`events`], [`metrics`]: one function per event, logging and counting together.
+//! - [`daemon`], [`cli`], [`shutdown`]: wiring.
+
+pub mod alerts;
+pub mod aws;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod daemon;
+pub mod events;
+pub mod leaf;
+pub mod metrics;
+pub mod reconcile;
+pub mod shutdown;
+pub mod state;
+pub mod tail;
+pub mod worker;

@@ -1,0 +1,181 @@
+//! Apply: turn plans into AWS calls, in the order a waiting player cares about.
+//!
+//! Wakes go first (the player is waiting on them), then DNS (batched per hosted zone),
+//! then ECS, then alerts. A leaf whose action fails skips the rest of its plan this
+//! tick; the next tick observes again and retries. State changes are recorded only
+//! after their action succeeded.
+
+use std::collections::{BTreeMap, HashSet};
+
+use super::decide::{Action, Plan, ServiceSeen, Transition};
+use super::observe::{Cache, Cached};
+use crate::alerts;
+use crate::aws::route53::{ARecord, Upsert};
+use crate::aws::Aws;
+use crate::clock::Timestamp;
+use crate::config::{Config, LeafConfig};
+use crate::events;
+use crate::leaf::Phase;
+use crate::state::StateStore;
+
+/// Counts of one apply.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    /// Actions that succeeded.
+    pub done: usize,
+    /// Actions that failed (retried next tick).
+    pub failed: usize,
+}
+
+/// Everything apply needs besides the plans.
+pub struct Apply<'a> {
+    /// AWS clients.
+    pub aws: &'a Aws,
+    /// The config.
+    pub config: &'a Config,
+    /// The observation cache, updated with what we write.
+    pub cache: &'a mut Cache,
+    /// The state, updated as actions succeed.
+    pub store: &'a StateStore,
+    /// This tick's time.
+    pub now: Timestamp,
+}
+
+impl Apply<'_> {
+    /// Applies `plans` (leaf index, plan).
+    pub async fn run(mut self, plans: &[(usize, Plan)]) -> Applied {
+        let mut applied = Applied::default();
+        let mut failed: HashSet<usize> = HashSet::new();
+        for &(i, ref plan) in plans {
+            for action in plan.actions.iter().filter(|a| matches!(a, Action::Wake(_) | Action::DropWake { .. })) {
+                self.one(i, plan, action, &mut applied, &mut failed).await;
+            }
+        }
+        self.records(plans, &mut applied, &mut failed).await;
+        for &(i, ref plan) in plans {
+            for action in plan.actions.iter().filter(|a| matches!(a, Action::ScaleService { .. } | Action::Announce(_) | Action::Adopt(_))) {
+                self.one(i, plan, action, &mut applied, &mut failed).await;
+            }
+        }
+        applied
+    }
+
+    fn dry_run(&self) -> bool {
+        self.config.daemon.dry_run
+    }
+
+    /// Applies one non-DNS action of leaf `i`, unless an earlier one of its failed.
+    async fn one(&mut self, i: usize, plan: &Plan, action: &Action, applied: &mut Applied, failed: &mut HashSet<usize>) {
+        if failed.contains(&i) {
+            return;
+        }
+        let leaf = &self.config.leafs[i];
+        let name = leaf.name().as_str();
+        let dry = self.dry_run();
+        let result = match action {
+            Action::Wake(req) => {
+                let why = format!("DNS query for {} at {} (edge {})", leaf.domain(), req.query_at, req.edge);
+                events::action(name, "wake", &format!("set ASG {} desired capacity to 1", leaf.asg), &why, dry);
+                if dry { Ok(()) } else { self.aws.asg.set_desired(leaf.asg.as_str(), 1).await }
+            }
+            Action::DropWake { why } => {
+                tracing::debug!(leaf = name, why, "wake request needs no action");
+                Ok(())
+            }
+            Action::ScaleService { desired } => {
+                let (cluster, service) = leaf.ecs().expect("decide only scales configured services");
+                events::action(name, "scale_service", &format!("set ECS service {cluster}/{service} desired count to {desired}"), &phase_why(leaf, &plan.phase), dry);
+                let r = if dry { Ok(()) } else { self.aws.ecs.set_desired(cluster.as_str(), service.as_str(), *desired).await };
+                if r.is_ok()
+                    && let Some(Cached { value: ServiceSeen::Known(s), .. }) = self.cache.services.get_mut(name)
+                {
+                    s.desired = *desired;
+                }
+                r
+            }
+            Action::Announce(t) => {
+                alerts::enqueue(self.store, &self.config.daemon, leaf, alerts::for_transition(leaf, t));
+                Ok(())
+            }
+            Action::Adopt(a) => {
+                tracing::info!(leaf = name, phase = ?plan.phase, announced = ?a, "first sight of leaf; adopting its current state without an alert");
+                Ok(())
+            }
+            Action::PointRecord { .. } => unreachable!("records are applied per zone"),
+        };
+        match result {
+            Ok(()) => {
+                self.store.update(|s| action.record(s.leafs.entry(name.to_owned()).or_default()));
+                applied.done += 1;
+            }
+            Err(e) => {
+                events::action_failed(name, kind(action), &e);
+                failed.insert(i);
+                applied.failed += 1;
+            }
+        }
+    }
+
+    /// All record changes of a hosted zone in one ChangeResourceRecordSets call.
+    async fn records(&mut self, plans: &[(usize, Plan)], applied: &mut Applied, failed: &mut HashSet<usize>) {
+        let mut by_zone: BTreeMap<&str, Vec<(usize, Upsert, String)>> = BTreeMap::new();
+        for &(i, ref plan) in plans {
+            if failed.contains(&i) {
+                continue;
+            }
+            for action in &plan.actions {
+                if let Action::PointRecord { ip, ttl } = action {
+                    let leaf = &self.config.leafs[i];
+                    let upsert = Upsert { domain: leaf.domain().to_string(), ip: *ip, ttl: *ttl };
+                    by_zone.entry(leaf.hosted_zone_id.as_str()).or_default().push((i, upsert, phase_why(leaf, &plan.phase)));
+                }
+            }
+        }
+        for (zone, changes) in by_zone {
+            let dry = self.dry_run();
+            for (i, u, why) in &changes {
+                let what = format!("point {} A at {} (TTL {})", u.domain, u.ip, u.ttl);
+                events::action(self.config.leafs[*i].name().as_str(), "point_record", &what, why, dry);
+            }
+            let upserts: Vec<Upsert> = changes.iter().map(|(_, u, _)| u.clone()).collect();
+            let result = if dry { Ok(()) } else { self.aws.route53.upsert_a(zone, &upserts, "container-manager").await };
+            for (i, u, _) in changes {
+                let name = self.config.leafs[i].name().to_string();
+                match &result {
+                    Ok(()) => {
+                        let record = ARecord { values: vec![u.ip.to_string()], ttl: Some(u.ttl) };
+                        self.cache.records.insert(name, Cached { value: Some(record), at: self.now });
+                        applied.done += 1;
+                    }
+                    Err(e) => {
+                        events::action_failed(&name, "point_record", e);
+                        // What the record holds now is unknown: read it again.
+                        self.cache.records.remove(&name);
+                        failed.insert(i);
+                        applied.failed += 1;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn kind(action: &Action) -> &'static str {
+    match action {
+        Action::Wake(_) => "wake",
+        Action::DropWake { .. } => "drop_wake",
+        Action::PointRecord { .. } => "point_record",
+        Action::ScaleService { .. } => "scale_service",
+        Action::Announce(Transition::Started { .. }) => "announce_started",
+        Action::Announce(Transition::Stopped { .. }) => "announce_stopped",
+        Action::Adopt(_) => "adopt",
+    }
+}
+
+fn phase_why(leaf: &LeafConfig, phase: &Phase) -> String {
+    match phase {
+        Phase::Up { instance, ip } => format!("instance {instance} is InService at {ip}"),
+        Phase::Asleep => format!("no Pending or InService instance left in ASG {}", leaf.asg),
+        Phase::Waking => "an instance is launching".to_owned(),
+    }
+}

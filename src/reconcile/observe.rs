@@ -1,0 +1,248 @@
+//! Observe: read what AWS says about the leafs with as few calls as possible.
+//!
+//! AutoScaling answers for 100 groups per call, EC2 for many instances per call, but
+//! Route53 and ECS answer per zone and per cluster. So each tick:
+//! - describes every *active* leaf's ASG (awake, waking, a wake pending, not yet
+//!   settled) and fills the rest of the call's 100 names with *settled* sleeping leafs,
+//!   oldest-checked first, so settled leafs are re-checked in rotation at no extra calls;
+//! - describes, in one call, only instances whose public IP it does not know yet;
+//! - reads an A record or an ECS service only when it has never read it, or in a small
+//!   per-tick budget of refreshes, and otherwise trusts what it last read or wrote.
+//! Calls per tick are thus bounded by constants, not by the number of leafs.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use super::decide::{Seen, ServiceSeen};
+use crate::aws::asg::{Group, Lifecycle, NAMES_PER_CALL};
+use crate::aws::ec2::Instance;
+use crate::aws::route53::ARecord;
+use crate::aws::{Aws, AwsError};
+use crate::clock::Timestamp;
+use crate::config::{Config, LeafConfig};
+use crate::leaf::Announced;
+use crate::state::State;
+
+/// A value and when it was read (or written) by us.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cached<T> {
+    /// The value.
+    pub value: T,
+    /// When it was last confirmed.
+    pub at: Timestamp,
+}
+
+/// Record and service reads per tick: Route53 allows 5 requests/s per account.
+pub const READS_PER_TICK: usize = 3;
+
+/// A record or service not read for this long is read again, within the budget.
+pub const REFRESH_AFTER_MS: i64 = 15 * 60 * 1000;
+
+/// What the reconciler knows of AWS between ticks. In memory only: a restart rereads.
+#[derive(Debug, Default)]
+pub struct Cache {
+    /// Last answer for each leaf's ASG (None inside: AWS does not know the group).
+    pub groups: HashMap<String, Cached<Option<Group>>>,
+    /// Instance details by id; an id is immutable, so it is read once with its IP.
+    pub instances: HashMap<String, Instance>,
+    /// Each leaf's A record as last read or written.
+    pub records: HashMap<String, Cached<Option<ARecord>>>,
+    /// Each leaf's ECS service as last read or written.
+    pub services: HashMap<String, Cached<ServiceSeen>>,
+}
+
+impl Cache {
+    /// The record of `leaf` as a decision input.
+    pub fn record(&self, leaf: &str) -> Seen<Option<ARecord>> {
+        self.records.get(leaf).map_or(Seen::Unknown, |c| Seen::Known(c.value.clone()))
+    }
+
+    /// The service of `leaf` as a decision input.
+    pub fn service(&self, leaf: &LeafConfig) -> ServiceSeen {
+        if leaf.ecs().is_none() {
+            return ServiceSeen::NotConfigured;
+        }
+        self.services.get(leaf.name().as_str()).map_or(ServiceSeen::Unknown, |c| c.value.clone())
+    }
+
+    /// True when the leaf sleeps and everything about it is as it should be: such a
+    /// leaf only needs an occasional look.
+    fn settled(&self, leaf: &LeafConfig, state: &State) -> bool {
+        let name = leaf.name().as_str();
+        let Some(group) = self.groups.get(name) else { return false };
+        let asleep = group.value.as_ref().is_none_or(|g| g.desired == 0 && g.instances.is_empty());
+        let memory = state.leafs.get(name);
+        let quiet = memory.is_some_and(|m| m.wake.is_none() && m.announced == Some(Announced::Down));
+        let record_idle = matches!(self.record(name), Seen::Known(Some(r)) if r.is(leaf.idle_ip, leaf.dns_ttl()));
+        let service_idle = match self.service(leaf) {
+            ServiceSeen::NotConfigured | ServiceSeen::Missing => true,
+            ServiceSeen::Known(s) => s.daemon || s.desired == 0,
+            ServiceSeen::Unknown => false,
+        };
+        asleep && quiet && record_idle && service_idle
+    }
+}
+
+/// Indexes of the leafs to observe this tick: all active ones, then settled ones
+/// (oldest-checked first) up to the end of the last DescribeAutoScalingGroups call.
+pub fn select(config: &Config, cache: &Cache, state: &State) -> Vec<usize> {
+    let (mut active, mut settled): (Vec<usize>, Vec<usize>) =
+        (0..config.leafs.len()).partition(|&i| !cache.settled(&config.leafs[i], state));
+    settled.sort_by_key(|&i| cache.groups.get(config.leafs[i].name().as_str()).map(|c| c.at));
+    let room = (active.len().div_ceil(NAMES_PER_CALL).max(1) * NAMES_PER_CALL) - active.len();
+    active.extend(settled.into_iter().take(room));
+    active
+}
+
+/// Reads AWS for the `selected` leafs into `cache`. Fails only when the ASGs could
+/// not be read: without them no decision is safe. Other failures leave the value
+/// unknown (decisions that need it wait) and are logged.
+pub async fn observe(aws: &Aws, config: &Config, cache: &mut Cache, selected: &[usize], now: Timestamp) -> Result<(), AwsError> {
+    let names: Vec<String> = {
+        let set: std::collections::BTreeSet<&str> = selected.iter().map(|&i| config.leafs[i].asg.as_str()).collect();
+        set.into_iter().map(str::to_owned).collect()
+    };
+    let groups: HashMap<String, Group> = aws.asg.describe(&names).await?.into_iter().map(|g| (g.name.clone(), g)).collect();
+    for &i in selected {
+        let leaf = &config.leafs[i];
+        cache.groups.insert(leaf.name().to_string(), Cached { value: groups.get(leaf.asg.as_str()).cloned(), at: now });
+    }
+    read_instances(aws, cache).await;
+    read_records(aws, config, cache, selected, now).await;
+    read_services(aws, config, cache, selected, now).await;
+    Ok(())
+}
+
+/// Describes, in one call, every launching or serving instance whose IP is unknown.
+async fn read_instances(aws: &Aws, cache: &mut Cache) {
+    let live: HashSet<&str> = cache
+        .groups
+        .values()
+        .filter_map(|c| c.value.as_ref())
+        .flat_map(|g| &g.instances)
+        .filter(|i| matches!(i.lifecycle, Lifecycle::Pending | Lifecycle::InService))
+        .map(|i| i.id.as_str())
+        .collect();
+    let wanted: Vec<String> = live
+        .iter()
+        .filter(|id| cache.instances.get(**id).is_none_or(|i| i.public_ip.is_none()))
+        .map(|id| (*id).to_owned())
+        .collect();
+    let live: HashSet<String> = live.into_iter().map(str::to_owned).collect();
+    cache.instances.retain(|id, _| live.contains(id));
+    if wanted.is_empty() {
+        return;
+    }
+    match aws.ec2.describe(&wanted).await {
+        Ok(found) => cache.instances.extend(found.into_iter().map(|i| (i.id.clone(), i))),
+        Err(e) => tracing::warn!(error = %e, "could not read instance IPs; retrying next tick"),
+    }
+}
+
+/// Leafs whose cached value is missing (first) or oldest past refresh, within the budget.
+fn due<'a, T>(candidates: impl Iterator<Item = &'a LeafConfig>, cached: &HashMap<String, Cached<T>>, now: Timestamp) -> Vec<&'a LeafConfig> {
+    let mut due: Vec<(Option<Timestamp>, &LeafConfig)> = candidates
+        .filter_map(|l| match cached.get(l.name().as_str()) {
+            None => Some((None, l)),
+            Some(c) if now.since(c.at) >= REFRESH_AFTER_MS => Some((Some(c.at), l)),
+            Some(_) => None,
+        })
+        .collect();
+    due.sort_by_key(|(at, _)| *at);
+    due.into_iter().map(|(_, l)| l).collect()
+}
+
+async fn read_records(aws: &Aws, config: &Config, cache: &mut Cache, selected: &[usize], now: Timestamp) {
+    let candidates = selected.iter().map(|&i| &config.leafs[i]).filter(|l| cache.groups.get(l.name().as_str()).is_some_and(|g| g.value.is_some()));
+    for leaf in due(candidates, &cache.records, now).into_iter().take(READS_PER_TICK) {
+        match aws.route53.read_a(leaf.hosted_zone_id.as_str(), leaf.domain().as_str()).await {
+            Ok(record) => {
+                cache.records.insert(leaf.name().to_string(), Cached { value: record, at: now });
+            }
+            Err(e) => tracing::warn!(leaf = %leaf.name(), error = %e, "could not read the A record; retrying next tick"),
+        }
+    }
+}
+
+async fn read_services(aws: &Aws, config: &Config, cache: &mut Cache, selected: &[usize], now: Timestamp) {
+    let candidates = selected.iter().map(|&i| &config.leafs[i]).filter(|l| l.ecs().is_some());
+    let mut by_cluster: BTreeMap<&str, Vec<&LeafConfig>> = BTreeMap::new();
+    for leaf in due(candidates, &cache.services, now) {
+        let (cluster, _) = leaf.ecs().expect("filtered");
+        if by_cluster.len() < READS_PER_TICK || by_cluster.contains_key(cluster.as_str()) {
+            by_cluster.entry(cluster.as_str()).or_default().push(leaf);
+        }
+    }
+    for (cluster, leafs) in by_cluster {
+        let names: Vec<String> = leafs.iter().filter_map(|l| l.ecs()).map(|(_, s)| s.to_string()).collect();
+        match aws.ecs.describe(cluster, &names).await {
+            Ok(services) => {
+                for leaf in leafs {
+                    let (_, service) = leaf.ecs().expect("filtered");
+                    let seen = services
+                        .found
+                        .iter()
+                        .find(|s| s.name == service.as_str())
+                        .map_or(ServiceSeen::Missing, |s| ServiceSeen::Known(s.clone()));
+                    if seen == ServiceSeen::Missing {
+                        tracing::warn!(leaf = %leaf.name(), cluster, service = %service, "ECS service not found; the leaf runs without it");
+                    }
+                    cache.services.insert(leaf.name().to_string(), Cached { value: seen, at: now });
+                }
+            }
+            Err(e) => tracing::warn!(cluster, error = %e, "could not read ECS services; retrying next tick"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn config(n: usize) -> Config {
+        let mut text = String::from("[daemon]\nregion = \"us-west-2\"\nquery_log_group = \"g\"\n");
+        for i in 0..n {
+            text.push_str(&format!("[[leaf]]\nname = \"l{i}\"\ndomain = \"l{i}.example.com\"\nhosted_zone_id = \"Z1\"\nasg = \"a{i}\"\n[leaf.watchdog]\nthreshold = 1\n"));
+        }
+        Config::parse(Path::new("t.toml"), &text).unwrap()
+    }
+
+    fn settle(cache: &mut Cache, state: &mut State, leaf: &LeafConfig, at: i64) {
+        let name = leaf.name().to_string();
+        cache.groups.insert(name.clone(), Cached { value: Some(Group { name: leaf.asg.to_string(), desired: 0, max: 1, instances: vec![] }), at: Timestamp(at) });
+        cache.records.insert(name.clone(), Cached { value: Some(ARecord { values: vec!["0.0.0.0".into()], ttl: Some(1) }), at: Timestamp(at) });
+        state.leafs.entry(name).or_default().announced = Some(Announced::Down);
+    }
+
+    #[test]
+    fn never_seen_leafs_are_all_observed() {
+        let c = config(3);
+        assert_eq!(select(&c, &Cache::default(), &State::default()), vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn settled_leafs_rotate_oldest_first_within_one_call() {
+        let c = config(250);
+        let (mut cache, mut state) = (Cache::default(), State::default());
+        for (i, leaf) in c.leafs.iter().enumerate() {
+            settle(&mut cache, &mut state, leaf, 1000 - i as i64);
+        }
+        let picked = select(&c, &cache, &state);
+        assert_eq!(picked.len(), NAMES_PER_CALL, "one full call, not three");
+        assert_eq!(picked[0], 249, "the longest unchecked first");
+    }
+
+    #[test]
+    fn an_active_leaf_is_always_observed_and_the_call_is_filled() {
+        let c = config(250);
+        let (mut cache, mut state) = (Cache::default(), State::default());
+        for leaf in &c.leafs {
+            settle(&mut cache, &mut state, leaf, 5);
+        }
+        state.leafs.get_mut("l200").unwrap().request_wake(Timestamp(1), "FRA6");
+        let picked = select(&c, &cache, &state);
+        assert!(picked.contains(&200));
+        assert_eq!(picked.len(), NAMES_PER_CALL);
+    }
+}
