@@ -71,6 +71,7 @@ pub async fn run<T: Task>(mut task: T, period: Duration, activator: Activator, c
         status.send_modify(|s| {
             match &result {
                 Ok(summary) => {
+                    tracing::debug!(worker = task.name(), iteration, elapsed_ms, "{summary}");
                     if s.last_error.is_some() {
                         tracing::info!(worker = task.name(), "recovered");
                     }

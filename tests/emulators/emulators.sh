@@ -132,6 +132,21 @@ _emu_alive() {
     [[ ${stat:0:1} != Z ]]
 }
 
+# True while process group PGID has a member that is not a zombie. The emulators are
+# orphans once started (see _emu_spawn), so a dead one stays a zombie until init
+# reaps it, and init here (process_api) can take seconds: kill -0 alone would wait.
+_emu_group_alive() {
+    local f stat state pgrp
+    kill -0 -- "-$1" 2>/dev/null || return 1
+    [[ -d /proc/self ]] || return 0
+    for f in /proc/[0-9]*/stat; do
+        read -r stat 2>/dev/null <"$f" || continue
+        read -r state _ pgrp _ <<<"${stat##*) }"
+        [[ $pgrp == "$1" && $state != Z ]] && return 0
+    done
+    return 1
+}
+
 # Start a command in its own session (so its whole process group can be signalled)
 # with output to RUN/NAME.log, and wait for its pid in RUN/NAME.pid. The subshell
 # detaches it from the caller's job table, so a plain `wait` in the caller does not
@@ -206,9 +221,13 @@ emulators_start() {
     moto_venv=$(_emu_venv_dir moto "$_EMU_MOTO_REQ") || return 1
 
     run=$(mktemp -d "${TMPDIR:-/tmp}/cm-emulators.XXXXXX") || return 1
-    touch "$run/.cm-emulators"   # emulators_stop only deletes dirs carrying this
-    mkdir -p "$run/tmp" "$run/localstack/fs" "$run/localstack/config" "$run/localstack/cache"
     _EMU_RUN_DIR=$run
+    # emulators_stop only deletes a run dir carrying .cm-emulators.
+    if ! touch "$run/.cm-emulators" ||
+       ! mkdir -p "$run/tmp" "$run/localstack/fs" "$run/localstack/config" "$run/localstack/cache"; then
+        emulators_stop
+        return 1
+    fi
 
     # Two distinct free loopback ports: bind port 0 twice, holding both sockets.
     ports=$("$moto_venv/bin/python" -c '
@@ -221,7 +240,9 @@ print(*(s.getsockname()[1] for s in socks))') || { emulators_stop; return 1; }
     ls_url="http://127.0.0.1:$ls_port"
     moto_url="http://127.0.0.1:$moto_port"
 
-    # Neither emulator may pick up the user's AWS setup or a LocalStack account.
+    # Neither emulator may pick up the user's AWS setup, a LocalStack account or a
+    # PYTHONPATH; their temp files go to the run dir (LocalStack logs a harmless
+    # "TMPDIR is deprecated" warning about this).
     local -a clean_env=(env -u AWS_PROFILE -u AWS_DEFAULT_PROFILE -u AWS_ENDPOINT_URL
         -u LOCALSTACK_AUTH_TOKEN -u LOCALSTACK_API_KEY -u ACTIVATE_PRO -u PYTHONPATH -u PYTHONHOME
         AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
@@ -238,6 +259,7 @@ print(*(s.getsockname()[1] for s in socks))') || { emulators_stop; return 1; }
     #                        rather than sqs.<region>.<host>, which would not resolve
     #  SERVICES, EAGER_SERVICE_LOADING  only our five, loaded at start so a broken one
     #                        fails here and the first test request is not slow
+    #  GATEWAY_SERVER=twisted  the default, pinned: localstack_main.py patches it
     #  OVERRIDE_IN_DOCKER=0  this machine has /.dockerenv: LocalStack would think it runs
     #                        in its own image and use /var/lib/localstack, /tmp/localstack
     #  FILESYSTEM_ROOT       its state/cache/TLS-cert tree; default is inside the venv
@@ -253,6 +275,7 @@ print(*(s.getsockname()[1] for s in socks))') || { emulators_stop; return 1; }
         SQS_ENDPOINT_STRATEGY=path \
         SERVICES="$_EMU_LOCALSTACK_SERVICES" \
         EAGER_SERVICE_LOADING=1 \
+        GATEWAY_SERVER=twisted \
         OVERRIDE_IN_DOCKER=0 \
         FILESYSTEM_ROOT="$run/localstack/fs" \
         PERSISTENCE=0 \
@@ -291,6 +314,9 @@ print(*(s.getsockname()[1] for s in socks))') || { emulators_stop; return 1; }
                 _emu_log "LocalStack ready at $ls_url after $((SECONDS - t0)) s"
             elif ! _emu_alive "$ls_pid"; then
                 _emu_fail_start "$run" localstack "LocalStack exited during start"; return 1
+            elif grep -q 'runtime exited unexpectedly' "$run/localstack.log" 2>/dev/null; then
+                # Its main thread died but other threads keep the process up: don't wait.
+                _emu_fail_start "$run" localstack "LocalStack failed to start"; return 1
             elif ((SECONDS >= ls_deadline)); then
                 _emu_fail_start "$run" localstack "LocalStack not ready after ${CM_LOCALSTACK_TIMEOUT:-120} s"; return 1
             fi
@@ -341,7 +367,7 @@ _emu_stop_groups() {  # PGID...
     for g; do kill -TERM -- "-$g" 2>/dev/null || true; done
     for ((i = 0; i < 50; i++)); do   # up to 5 s; LocalStack needs about 1 s
         left=0
-        for g; do if kill -0 -- "-$g" 2>/dev/null; then left=1; fi; done
+        for g; do if _emu_group_alive "$g"; then left=1; fi; done
         [[ $left == 1 ]] || return 0
         sleep 0.1
     done

@@ -100,7 +100,7 @@ PY
 emulators_stop
 emulators_stop   # twice on purpose: must be a no-op
 for pid in "$ls_pid" "$moto_pid" "$watchdog_pid"; do
-    if kill -0 -- "-$pid" 2>/dev/null; then ps -o pid,pgid,cmd -g "$pid" >&2 || true; fail "process group $pid still alive"; fi
+    if _emu_group_alive "$pid"; then ps -o pid,pgid,stat,cmd -g "$pid" >&2 || true; fail "process group $pid still alive"; fi
 done
 if pgrep -f "$run" >/dev/null; then pgrep -af "$run" >&2; fail "processes still mention $run"; fi
 [[ ! -e $run ]] || fail "run dir $run not removed"

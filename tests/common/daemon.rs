@@ -1,0 +1,91 @@
+//! The real `containerd` binary, started with a config written for the test.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A running daemon; killed when dropped. Its log lines are kept for assertions and
+/// echoed to the test's output (shown by the test runner when a test fails).
+pub struct Daemon {
+    child: Option<Child>,
+    logs: Arc<Mutex<Vec<String>>>,
+    /// The config file it runs with.
+    pub config: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `containerd --config <config>`.
+    pub fn start(config: &Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_containerd"))
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", std::env::var("CM_TEST_LOG").unwrap_or_else(|_| "info,container_manager=debug".into()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start containerd");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        for stream in [Box::new(child.stderr.take().unwrap()) as Box<dyn std::io::Read + Send>, Box::new(child.stdout.take().unwrap())] {
+            let logs = Arc::clone(&logs);
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    println!("[containerd] {line}");
+                    logs.lock().unwrap().push(line);
+                }
+            });
+        }
+        Self { child: Some(child), logs, config: config.to_owned() }
+    }
+
+    /// Log lines so far.
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// Lines containing every one of `needles`.
+    pub fn lines_with(&self, needles: &[&str]) -> Vec<String> {
+        self.logs().into_iter().filter(|l| needles.iter().all(|n| l.contains(n))).collect()
+    }
+
+    /// Waits for a log line containing all `needles`.
+    pub async fn wait_for_log(&self, needles: &[&str], timeout: Duration) -> String {
+        super::eventually(&format!("a log line with {needles:?}"), timeout, || async { self.lines_with(needles).into_iter().next() }).await
+    }
+
+    /// SIGKILL: no chance to save anything, as in a crash or OOM kill.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait; returns the exit code.
+    pub fn stop(&mut self) -> Option<i32> {
+        let mut c = self.child.take()?;
+        // SAFETY: plain kill(2) on a pid we own.
+        unsafe { libc_kill(c.id() as i32, 15) };
+        for _ in 0..100 {
+            if let Ok(Some(status)) = c.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = c.kill();
+        c.wait().ok().and_then(|s| s.code())
+    }
+}
+
+unsafe extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}

@@ -1,0 +1,355 @@
+//! Provisioning leafs in the emulators with the real SDK, and reading back what the
+//! daemon did to them, the way an operator would look in the AWS console.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_autoscaling::types::LaunchTemplateSpecification;
+use aws_sdk_cloudwatchlogs::types::InputLogEvent;
+use aws_sdk_ec2::types::RequestLaunchTemplateData;
+use aws_sdk_ecs::types::SchedulingStrategy;
+use aws_sdk_route53::types::{Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType};
+
+/// The region the leafs live in; query logs live in us-east-1 as on AWS.
+pub const REGION: &str = "us-west-2";
+const LOG_REGION: &str = "us-east-1";
+
+/// How the leaf's ECS service is scheduled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ecs {
+    /// No ECS service.
+    None,
+    /// A REPLICA service (scaled by the daemon).
+    Replica,
+    /// A DAEMON service (never scaled).
+    Daemon,
+}
+
+/// What to provision.
+#[derive(Debug, Clone)]
+pub struct LeafOptions {
+    /// ECS service kind.
+    pub ecs: Ecs,
+    /// Log group to use (shared between leafs of one test); a new one when None.
+    pub log_group: Option<String>,
+    /// Prefix of the leaf's name.
+    pub prefix: &'static str,
+}
+
+impl Default for LeafOptions {
+    fn default() -> Self {
+        Self { ecs: Ecs::Replica, log_group: None, prefix: "leaf" }
+    }
+}
+
+/// A provisioned leaf.
+#[derive(Debug)]
+pub struct Leaf {
+    /// Leaf name.
+    pub name: String,
+    /// Its domain.
+    pub domain: String,
+    /// Its hosted zone id.
+    pub zone_id: String,
+    /// ASG name.
+    pub asg: String,
+    /// ECS cluster and service, if any.
+    pub ecs: Option<(String, String)>,
+    /// Query-log group and stream.
+    pub log_group: String,
+    /// Its alert topic.
+    pub topic_arn: String,
+    queue_url: String,
+    received: Mutex<Vec<Alert>>,
+}
+
+/// An alert as a subscriber receives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alert {
+    /// Subject line.
+    pub subject: String,
+    /// Body.
+    pub message: String,
+}
+
+/// SDK clients for every emulated service, and a scratch directory.
+pub struct World {
+    pub ec2: aws_sdk_ec2::Client,
+    pub asg: aws_sdk_autoscaling::Client,
+    pub ecs: aws_sdk_ecs::Client,
+    pub route53: aws_sdk_route53::Client,
+    pub logs: aws_sdk_cloudwatchlogs::Client,
+    pub sns: aws_sdk_sns::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub dir: PathBuf,
+}
+
+async fn sdk(region: &str) -> SdkConfig {
+    assert!(
+        std::env::var("AWS_ENDPOINT_URL_AUTO_SCALING").is_ok() && std::env::var("AWS_ENDPOINT_URL_ROUTE_53").is_ok(),
+        "the integration tests need the emulators: run them with `tests/run.sh`"
+    );
+    aws_config::defaults(BehaviorVersion::latest()).region(Region::new(region.to_owned())).load().await
+}
+
+impl World {
+    /// Clients for the emulators named by the AWS_ENDPOINT_URL_* variables.
+    pub async fn new() -> Self {
+        let main = sdk(REGION).await;
+        let logs = sdk(LOG_REGION).await;
+        let dir = std::env::temp_dir().join(super::unique("cm-test"));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self {
+            ec2: aws_sdk_ec2::Client::new(&main),
+            asg: aws_sdk_autoscaling::Client::new(&main),
+            ecs: aws_sdk_ecs::Client::new(&main),
+            route53: aws_sdk_route53::Client::new(&main),
+            logs: aws_sdk_cloudwatchlogs::Client::new(&logs),
+            sns: aws_sdk_sns::Client::new(&main),
+            sqs: aws_sdk_sqs::Client::new(&main),
+            dir,
+        }
+    }
+
+    /// A new query-log group with one stream per edge location we write from.
+    pub async fn log_group(&self) -> String {
+        let group = format!("/aws/route53/{}", super::unique("zone"));
+        self.logs.create_log_group().log_group_name(&group).send().await.expect("create log group");
+        for stream in ["FRA6", "IAD89"] {
+            self.logs.create_log_stream().log_group_name(&group).log_stream_name(stream).send().await.expect("create log stream");
+        }
+        group
+    }
+
+    /// Provisions a sleeping leaf as the original stack would have: launch template,
+    /// ASG (min 0, max 1, desired 0), hosted zone with the A record at 0.0.0.0, ECS
+    /// cluster and service, and an SNS topic with an SQS queue subscribed.
+    pub async fn leaf(&self, opts: LeafOptions) -> Leaf {
+        let name = super::unique(opts.prefix);
+        let domain = format!("{name}.example.com");
+
+        let template = format!("{name}-lt");
+        self.ec2
+            .create_launch_template()
+            .launch_template_name(&template)
+            .launch_template_data(RequestLaunchTemplateData::builder().image_id("ami-12c6146b").instance_type(aws_sdk_ec2::types::InstanceType::T3Small).build())
+            .send()
+            .await
+            .expect("create launch template");
+        let asg = format!("{name}-asg");
+        self.asg
+            .create_auto_scaling_group()
+            .auto_scaling_group_name(&asg)
+            .launch_template(LaunchTemplateSpecification::builder().launch_template_name(&template).version("$Latest").build())
+            .min_size(0)
+            .max_size(1)
+            .desired_capacity(0)
+            .availability_zones(format!("{REGION}a"))
+            .send()
+            .await
+            .expect("create ASG");
+
+        let zone = self
+            .route53
+            .create_hosted_zone()
+            .name(&domain)
+            .caller_reference(&name)
+            .send()
+            .await
+            .expect("create hosted zone");
+        let zone_id = zone.hosted_zone().unwrap().id().trim_start_matches("/hostedzone/").to_owned();
+        self.upsert_a(&zone_id, &domain, "0.0.0.0").await;
+
+        let ecs = match opts.ecs {
+            Ecs::None => None,
+            kind => {
+                let cluster = format!("{name}-cluster");
+                self.ecs.create_cluster().cluster_name(&cluster).send().await.expect("create cluster");
+                let family = format!("{name}-task");
+                self.ecs
+                    .register_task_definition()
+                    .family(&family)
+                    .container_definitions(
+                        aws_sdk_ecs::types::ContainerDefinition::builder().name("game").image("itzg/minecraft-server").memory(512).essential(true).build(),
+                    )
+                    .send()
+                    .await
+                    .expect("register task definition");
+                let strategy = if kind == Ecs::Daemon { SchedulingStrategy::Daemon } else { SchedulingStrategy::Replica };
+                let mut req = self.ecs.create_service().cluster(&cluster).service_name(&name).task_definition(&family).scheduling_strategy(strategy);
+                if kind == Ecs::Replica {
+                    req = req.desired_count(0);
+                }
+                req.send().await.expect("create service");
+                Some((cluster, name.clone()))
+            }
+        };
+
+        let log_group = match opts.log_group {
+            Some(g) => g,
+            None => self.log_group().await,
+        };
+        let topic_arn = self.sns.create_topic().name(format!("{name}-alerts")).send().await.expect("create topic").topic_arn().unwrap().to_owned();
+        let queue_url = self.sqs.create_queue().queue_name(format!("{name}-alerts")).send().await.expect("create queue").queue_url().unwrap().to_owned();
+        let queue_arn = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&queue_url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .expect("queue arn")
+            .attributes()
+            .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn).cloned())
+            .unwrap();
+        self.sns.subscribe().topic_arn(&topic_arn).protocol("sqs").endpoint(queue_arn).send().await.expect("subscribe");
+
+        Leaf { name, domain, zone_id, asg, ecs, log_group, topic_arn, queue_url, received: Mutex::new(Vec::new()) }
+    }
+
+    /// Writes a `leafs.toml` for `leafs` with fast test intervals; `extra` is appended
+    /// to `[daemon]`.
+    pub fn config(&self, leafs: &[&Leaf], extra: &str) -> PathBuf {
+        let mut text = format!(
+            "[daemon]\nregion = \"{REGION}\"\npoll_interval = \"500ms\"\nreconcile_interval = \"1s\"\nstate_file = \"{}\"\n{extra}\n",
+            self.dir.join("state.json").display()
+        );
+        for l in leafs {
+            text.push_str(&format!(
+                "\n[[leaf]]\nname = \"{}\"\ndomain = \"{}\"\nhosted_zone_id = \"{}\"\nasg = \"{}\"\nquery_log_group = \"{}\"\nalert_topic_arn = \"{}\"\n",
+                l.name, l.domain, l.zone_id, l.asg, l.log_group, l.topic_arn
+            ));
+            if let Some((cluster, service)) = &l.ecs {
+                text.push_str(&format!("ecs_cluster = \"{cluster}\"\necs_service = \"{service}\"\n"));
+            }
+            text.push_str("[leaf.watchdog]\nthreshold = 1175\n");
+        }
+        let path = self.dir.join(format!("leafs-{}.toml", super::unique("cfg")));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Path of the daemon's state file for configs made by [`World::config`].
+    pub fn state_file(&self) -> PathBuf {
+        self.dir.join("state.json")
+    }
+
+    /// Appends a raw line to a query-log stream with the given event time.
+    pub async fn put_line(&self, group: &str, stream: &str, at_ms: i64, message: &str) {
+        self.logs
+            .put_log_events()
+            .log_group_name(group)
+            .log_stream_name(stream)
+            .log_events(InputLogEvent::builder().timestamp(at_ms).message(message).build().unwrap())
+            .send()
+            .await
+            .expect("put log event");
+    }
+
+    /// Logs a DNS query of `qtype` for `name` as Route53 would.
+    pub async fn query(&self, leaf: &Leaf, name: &str, qtype: &str, at_ms: i64) {
+        self.put_line(&leaf.log_group, "FRA6", at_ms, &super::query_line(at_ms, &leaf.zone_id, name, qtype)).await;
+    }
+
+    /// Logs an `A` query for the leaf's domain now.
+    pub async fn query_now(&self, leaf: &Leaf) {
+        self.query(leaf, &leaf.domain, "A", super::now_ms()).await;
+    }
+
+    /// The ASG's desired capacity.
+    pub async fn desired(&self, leaf: &Leaf) -> i32 {
+        let out = self.asg.describe_auto_scaling_groups().auto_scaling_group_names(&leaf.asg).send().await.expect("describe ASG");
+        out.auto_scaling_groups()[0].desired_capacity().unwrap_or(-1)
+    }
+
+    /// Sets the ASG's desired capacity, as the watchdog or an operator would.
+    pub async fn set_desired(&self, leaf: &Leaf, n: i32) {
+        self.asg.set_desired_capacity().auto_scaling_group_name(&leaf.asg).desired_capacity(n).send().await.expect("set desired");
+    }
+
+    /// Public IP of the ASG's InService instance, if any.
+    pub async fn instance_ip(&self, leaf: &Leaf) -> Option<String> {
+        let out = self.asg.describe_auto_scaling_groups().auto_scaling_group_names(&leaf.asg).send().await.expect("describe ASG");
+        let id = out.auto_scaling_groups()[0]
+            .instances()
+            .iter()
+            .find(|i| i.lifecycle_state().map(|s| s.as_str()) == Some("InService"))?
+            .instance_id()?
+            .to_owned();
+        let out = self.ec2.describe_instances().instance_ids(id).send().await.expect("describe instances");
+        out.reservations().first()?.instances().first()?.public_ip_address().map(str::to_owned)
+    }
+
+    /// The leaf's A record: (value, TTL).
+    pub async fn record(&self, leaf: &Leaf) -> Option<(String, i64)> {
+        let out = self
+            .route53
+            .list_resource_record_sets()
+            .hosted_zone_id(&leaf.zone_id)
+            .start_record_name(&leaf.domain)
+            .start_record_type(RrType::A)
+            .max_items(1)
+            .send()
+            .await
+            .expect("list records");
+        let r = out.resource_record_sets().first().filter(|r| r.name().trim_end_matches('.') == leaf.domain && *r.r#type() == RrType::A)?;
+        Some((r.resource_records().first()?.value().to_owned(), r.ttl()?))
+    }
+
+    /// Sets the leaf's A record directly (provisioning, or an operator's edit).
+    pub async fn upsert_a(&self, zone_id: &str, domain: &str, ip: &str) {
+        let record = ResourceRecordSet::builder()
+            .name(domain)
+            .r#type(RrType::A)
+            .ttl(1)
+            .resource_records(ResourceRecord::builder().value(ip).build().unwrap())
+            .build()
+            .unwrap();
+        self.route53
+            .change_resource_record_sets()
+            .hosted_zone_id(zone_id)
+            .change_batch(ChangeBatch::builder().changes(Change::builder().action(ChangeAction::Upsert).resource_record_set(record).build().unwrap()).build().unwrap())
+            .send()
+            .await
+            .expect("upsert record");
+    }
+
+    /// The ECS service's desired count.
+    pub async fn service_desired(&self, leaf: &Leaf) -> i32 {
+        let (cluster, service) = leaf.ecs.as_ref().expect("leaf has a service");
+        let out = self.ecs.describe_services().cluster(cluster).services(service).send().await.expect("describe service");
+        out.services()[0].desired_count()
+    }
+
+    /// Every alert the leaf's topic has delivered so far.
+    pub async fn alerts(&self, leaf: &Leaf) -> Vec<Alert> {
+        loop {
+            let out = self.sqs.receive_message().queue_url(&leaf.queue_url).max_number_of_messages(10).wait_time_seconds(0).send().await.expect("receive");
+            if out.messages().is_empty() {
+                break;
+            }
+            for m in out.messages() {
+                let body: serde_json::Value = serde_json::from_str(m.body().unwrap_or("{}")).expect("SNS envelope");
+                leaf.received.lock().unwrap().push(Alert {
+                    subject: body["Subject"].as_str().unwrap_or_default().to_owned(),
+                    message: body["Message"].as_str().unwrap_or_default().to_owned(),
+                });
+                self.sqs.delete_message().queue_url(&leaf.queue_url).receipt_handle(m.receipt_handle().unwrap()).send().await.expect("delete");
+            }
+        }
+        leaf.received.lock().unwrap().clone()
+    }
+
+    /// Waits until the leaf has received `n` alerts, then a little longer to catch a
+    /// duplicate, and returns them all.
+    pub async fn settled_alerts(&self, leaf: &Leaf, n: usize) -> Vec<Alert> {
+        super::eventually(&format!("{n} alerts for {}", leaf.name), Duration::from_secs(30), || async {
+            (self.alerts(leaf).await.len() >= n).then_some(())
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        self.alerts(leaf).await
+    }
+}
