@@ -35,7 +35,7 @@ impl fmt::Display for HumanDuration {
     /// Prints the shortest exact form ("7m", "1h30m", "1500ms").
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.0.as_millis();
-        if ms % 1000 != 0 {
+        if !ms.is_multiple_of(1000) {
             return write!(f, "{ms}ms");
         }
         let mut secs = ms / 1000;

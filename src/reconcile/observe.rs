@@ -8,6 +8,7 @@
 //! - describes, in one call, only instances whose public IP it does not know yet;
 //! - reads an A record or an ECS service only when it has never read it, or in a small
 //!   per-tick budget of refreshes, and otherwise trusts what it last read or wrote.
+//!
 //! Calls per tick are thus bounded by constants, not by the number of leafs.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
