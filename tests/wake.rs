@@ -108,3 +108,18 @@ async fn alerts_go_to_the_daemon_topic_and_the_leafs_own_topic() {
     assert_eq!(daemon_wide, mine, "the same alert on both topics");
     assert!(mine[0].message.contains(&leaf.name));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dry_run_logs_the_wake_and_changes_nothing() {
+    let world = World::new().await;
+    let leaf = world.leaf(LeafOptions::default()).await;
+    let daemon = Daemon::start(&world.config(&[&leaf], "dry_run = true"));
+
+    world.query_now(&leaf).await;
+    daemon.wait_for_log(&["would set ASG", &leaf.asg, "desired capacity to 1"], WAKE).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(world.desired(&leaf).await, 0);
+    assert_eq!(world.record(&leaf).await, Some(("0.0.0.0".into(), 1)));
+    assert!(world.alerts(&leaf).await.is_empty());
+    assert_eq!(daemon.lines_with(&["would set ASG"]).len(), 1, "logged once, not on every tick");
+}
