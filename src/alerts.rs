@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::aws::sns::{Message, SnsApi};
 use crate::config::{DaemonConfig, LeafConfig};
 use crate::events;
-use crate::reconcile::decide::Transition;
+use crate::reconcile::decide::{Sleep, Transition};
 use crate::state::StateStore;
 
 /// A decided alert.
@@ -61,10 +61,40 @@ pub fn for_transition(leaf: &LeafConfig, t: &Transition) -> Alert {
             "stopped",
             instance,
             format!("{name} has stopped"),
-            format!("Container for '{name}' has stopped.\nLeaf: {name}\nDomain: {domain} now points at {}\nReason: no Pending or InService instance is left in ASG {} (instance {instance} is gone)", leaf.idle_ip, leaf.asg),
+            format!("Container for '{name}' has stopped.\nLeaf: {name}\nDomain: {domain} now points at {}\nReason: no Pending or InService instance is left in ASG {} (instance {instance} is gone); the daemon did not stop it", leaf.idle_ip, leaf.asg),
         ),
+        Transition::LeftUp { instance, up_for_ms } => {
+            let hours = *up_for_ms / 3_600_000;
+            let minutes = *up_for_ms / 60_000 % 60;
+            (
+                "left_up",
+                instance,
+                format!("{name} has been up for {hours}h{minutes:02}m"),
+                format!(
+                    "Container for '{name}' has been up for {hours}h{minutes:02}m (left_up_after is {}).\nLeaf: {name}\nDomain: {domain}\nInstance: {instance}\nIt keeps running: set left_up_stop = true to stop leafs left up, or check why the watchdog does not find it idle (its threshold and the traffic figures are in the logs and /metrics).",
+                    leaf.watchdog.left_up_after
+                ),
+            )
+        }
     };
     Alert { id: format!("{name}:{kind}:{instance}"), leaf: name.to_owned(), kind: kind.to_owned(), subject, body }
+}
+
+/// The alert for a stop the daemon decided: it is that stop's only alert.
+pub fn for_sleep(leaf: &LeafConfig, sleep: &Sleep, at: crate::clock::Timestamp) -> Alert {
+    let (name, domain) = (leaf.name().as_str(), leaf.domain().as_str());
+    let kind = sleep.cause.as_str();
+    let subject = match sleep.cause {
+        crate::leaf::SleepCause::Idle => format!("{name} is idle: stopping it"),
+        crate::leaf::SleepCause::LeftUp => format!("{name} was left up: stopping it"),
+        crate::leaf::SleepCause::CrashLoop => format!("{name} keeps crashing: stopped and quarantined"),
+    };
+    let instance = sleep.instance.as_deref().unwrap_or("none");
+    let body = format!(
+        "Container for '{name}' is being stopped (ASG {} desired capacity 0; {domain} points at {}).\nLeaf: {name}\nDomain: {domain}\nInstance: {instance}\nReason: {}",
+        leaf.asg, leaf.idle_ip, sleep.detail
+    );
+    Alert { id: format!("{name}:{kind}:{instance}:{}", at.0), leaf: name.to_owned(), kind: kind.to_owned(), subject, body }
 }
 
 /// Queues `alert` for every topic of `leaf`.

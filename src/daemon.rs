@@ -36,7 +36,7 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), StateE
     let (reconcile_status, _) = watch::channel(WorkerStatus::default());
     let tail = Tail::new(&config, aws.logs.clone(), Arc::clone(&store), reconcile_now.clone());
     tracker.spawn(worker::run(tail, config.daemon.poll_interval.0, Activator::default(), cancel.clone(), tail_status));
-    let reconciler = Reconciler::new(Arc::clone(&config), aws, Arc::clone(&store));
+    let reconciler = Reconciler::new(Arc::clone(&config), aws, Arc::clone(&store), reconcile_now.clone());
     tracker.spawn(worker::run(reconciler, config.daemon.reconcile_interval.0, reconcile_now, cancel.clone(), reconcile_status));
     tracker.close();
 

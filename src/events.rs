@@ -66,3 +66,27 @@ pub fn alert_dropped(alert_id: &str, topic: &str, why: &str) {
     count("cm_alerts_dropped_total", "Alert deliveries given up", &[("topic", topic)], 1);
     tracing::error!(alert_id, topic, why, "alert not delivered");
 }
+
+/// A stopped task counted as a failure by the crash-loop breaker.
+pub fn task_failed(leaf: &str, what: &str) {
+    count("cm_task_failures_total", "Stopped ECS tasks counted as failures", &[("leaf", leaf)], 1);
+    tracing::warn!(leaf, "task failed: {what}");
+}
+
+/// Traffic metrics were read for a leaf.
+pub fn traffic_read(leaf: &str, datapoints: usize) {
+    count("cm_traffic_reads_total", "Watchdog metric reads per leaf (GetMetricData queries)", &[("leaf", leaf)], 1);
+    tracing::debug!(leaf, datapoints, "traffic read");
+}
+
+/// The watchdog judged a leaf: the figures an operator tunes the threshold with.
+pub fn watchdog_evaluated(leaf: &str, threshold: f64, evaluation: &crate::watchdog::Evaluation) {
+    use crate::metrics::gauge;
+    gauge("cm_leaf_threshold_bytes_per_second", "The leaf's idle threshold", &[("leaf", leaf)], threshold);
+    if let Some(latest) = evaluation.latest() {
+        gauge("cm_leaf_activity_bytes_per_second", "Player traffic of the newest judged period", &[("leaf", leaf)], latest);
+    }
+    #[allow(clippy::cast_precision_loss, reason = "a streak is a handful of periods")]
+    gauge("cm_leaf_idle_periods", "Consecutive idle periods at the end of the window", &[("leaf", leaf)], evaluation.idle_streak as f64);
+    tracing::debug!(leaf, threshold, idle_streak = evaluation.idle_streak, verdict = ?evaluation.verdict, periods = %evaluation.figures(), "watchdog");
+}

@@ -4,9 +4,12 @@
 //! which transition was already announced (so a restart never alerts twice). Whether
 //! the leaf is up, its IP and its record are read from AWS every time.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
+use crate::crashloop::Failure;
 
 /// A DNS query that asked for the leaf; pending until the ASG wants an instance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +48,67 @@ pub struct LeafState {
     /// What the operator was last told; None until the leaf is first observed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub announced: Option<Announced>,
+    /// When the daemon last woke the leaf: it is not judged idle for `idle_after` after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub woke_at: Option<Timestamp>,
+    /// The daemon's last decision to stop the leaf; queries older than it do not wake.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slept: Option<Slept>,
+    /// Set by the crash-loop breaker: DNS queries do not wake the leaf until it ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantine: Option<Quarantine>,
+    /// Task failures counted towards the crash-loop breaker.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<Failure>,
+    /// Stopped tasks already examined (ARN -> stop time), so each counts once.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub seen_tasks: BTreeMap<String, Timestamp>,
+    /// Instance for which the "left up" alert was sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub left_up_alerted: Option<String>,
+}
+
+/// Why the daemon stopped a leaf.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SleepCause {
+    /// The traffic watchdog found it idle.
+    Idle,
+    /// Its instance was up longer than `left_up_after` and `left_up_stop` is set.
+    LeftUp,
+    /// Its container kept failing.
+    CrashLoop,
+}
+
+impl SleepCause {
+    /// Name used in alerts, logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Idle => "idle",
+            Self::LeftUp => "left_up",
+            Self::CrashLoop => "crash_loop",
+        }
+    }
+}
+
+/// A stop decided by the daemon.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Slept {
+    /// When.
+    pub at: Timestamp,
+    /// Why.
+    pub cause: SleepCause,
+    /// The figures behind it, as told in the alert.
+    pub detail: String,
+}
+
+/// A crash-loop quarantine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quarantine {
+    /// DNS queries wake the leaf again from this time on.
+    pub until: Timestamp,
+    /// The failure that caused it.
+    pub detail: String,
 }
 
 impl LeafState {
@@ -68,6 +132,11 @@ pub enum Phase {
     Asleep,
     /// An instance is wanted or launching but none serves yet.
     Waking,
+    /// The ASG wants no instance but one is still Pending or InService.
+    Stopping {
+        /// The instance on its way out.
+        instance: String,
+    },
     /// An instance is InService with a public IP.
     Up {
         /// The serving instance.
@@ -75,6 +144,18 @@ pub enum Phase {
         /// Its public IP, where the A record must point.
         ip: std::net::Ipv4Addr,
     },
+}
+
+impl Phase {
+    /// Short name for logs and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Phase::Asleep => "asleep",
+            Phase::Waking => "waking",
+            Phase::Stopping { .. } => "stopping",
+            Phase::Up { .. } => "up",
+        }
+    }
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 //! - [`aws`]: thin batched adapters over the SDK and one error classification.
 //! - [`tail`]: the query-log poller (sliding window, dedupe) and its strict line parser.
 //! - [`reconcile`]: observe (batched reads), decide (pure), apply (calls in order).
+//! - [`watchdog`], [`crashloop`]: the pure judgements that stop a running leaf.
 //! - [`alerts`]: alert texts and the persisted outbox that publishes them at most once.
 //! - [`state`]: what survives restarts, written atomically.
 //! - [`worker`]: the generic periodic driver every loop runs under.
@@ -23,6 +24,7 @@ pub mod aws;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod crashloop;
 pub mod daemon;
 pub mod events;
 pub mod leaf;
@@ -31,4 +33,5 @@ pub mod reconcile;
 pub mod shutdown;
 pub mod state;
 pub mod tail;
+pub mod watchdog;
 pub mod worker;

@@ -1,10 +1,14 @@
 //! ECS: the leaf's service, which a REPLICA strategy scales with the instance.
 
 use aws_config::SdkConfig;
-use aws_sdk_ecs::types::SchedulingStrategy;
+use aws_sdk_ecs::types::{DesiredStatus, SchedulingStrategy};
 use aws_sdk_ecs::Client;
 
 use super::{call, AwsError};
+use crate::clock::Timestamp;
+
+/// DescribeTasks takes up to 100 tasks.
+const TASKS_PER_CALL: usize = 100;
 
 /// DescribeServices takes up to 10 services of one cluster.
 pub const SERVICES_PER_CALL: usize = 10;
@@ -80,5 +84,85 @@ impl EcsApi {
         )
         .await
         .map(drop)
+    }
+}
+
+/// A stopped task as DescribeTasks returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Task {
+    /// Task ARN.
+    pub arn: String,
+    /// Its task definition (which containers are essential is there).
+    pub task_definition: String,
+    /// `TaskFailedToStart`, `EssentialContainerExited`, ...
+    pub stop_code: Option<String>,
+    /// ECS's stopped reason.
+    pub stopped_reason: Option<String>,
+    /// When it stopped.
+    pub stopped_at: Option<Timestamp>,
+    /// (name, exit code, reason) of each container.
+    pub containers: Vec<(String, Option<i32>, Option<String>)>,
+}
+
+impl EcsApi {
+    /// ARNs of the service's stopped tasks (ECS shows them for about an hour).
+    pub async fn stopped_tasks(&self, cluster: &str, service: &str) -> Result<Vec<String>, AwsError> {
+        let mut arns = Vec::new();
+        let mut token = None;
+        loop {
+            let out = call(
+                "ecs",
+                "ListTasks",
+                self.client
+                    .list_tasks()
+                    .cluster(cluster)
+                    .service_name(service)
+                    .desired_status(DesiredStatus::Stopped)
+                    .set_next_token(token)
+                    .send(),
+            )
+            .await?;
+            arns.extend(out.task_arns().iter().cloned());
+            token = out.next_token().map(str::to_owned);
+            if token.is_none() {
+                return Ok(arns);
+            }
+        }
+    }
+
+    /// Describes tasks of one cluster, 100 per call.
+    pub async fn describe_tasks(&self, cluster: &str, arns: &[String]) -> Result<Vec<Task>, AwsError> {
+        let mut tasks = Vec::with_capacity(arns.len());
+        for chunk in arns.chunks(TASKS_PER_CALL) {
+            let out = call("ecs", "DescribeTasks", self.client.describe_tasks().cluster(cluster).set_tasks(Some(chunk.to_vec())).send()).await?;
+            tasks.extend(out.tasks().iter().map(|t| Task {
+                arn: t.task_arn().unwrap_or_default().to_owned(),
+                task_definition: t.task_definition_arn().unwrap_or_default().to_owned(),
+                stop_code: t.stop_code().map(|c| c.as_str().to_owned()),
+                stopped_reason: t.stopped_reason().map(str::to_owned),
+                stopped_at: t.stopped_at().and_then(|d| d.to_millis().ok()).map(Timestamp),
+                containers: t
+                    .containers()
+                    .iter()
+                    .map(|c| (c.name().unwrap_or_default().to_owned(), c.exit_code(), c.reason().map(str::to_owned)))
+                    .collect(),
+            }));
+        }
+        Ok(tasks)
+    }
+
+    /// Names of the essential containers of a task definition (immutable: cache it).
+    pub async fn essential_containers(&self, task_definition: &str) -> Result<Vec<String>, AwsError> {
+        let out = call("ecs", "DescribeTaskDefinition", self.client.describe_task_definition().task_definition(task_definition).send()).await?;
+        Ok(out
+            .task_definition()
+            .map(|d| {
+                d.container_definitions()
+                    .iter()
+                    .filter(|c| c.essential().unwrap_or(true))
+                    .filter_map(|c| c.name().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 }

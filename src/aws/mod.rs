@@ -6,6 +6,7 @@
 //! `AWS_ENDPOINT_URL_<SERVICE>`, profiles): nothing here knows about emulators.
 
 pub mod asg;
+pub mod cloudwatch;
 pub mod ec2;
 pub mod ecs;
 pub mod error;
@@ -41,6 +42,8 @@ pub struct Aws {
     pub logs: logs::LogsApi,
     /// SNS in whatever region each topic lives.
     pub sns: sns::SnsApi,
+    /// CloudWatch metrics in the leafs' region (the watchdog's traffic figures).
+    pub cloudwatch: cloudwatch::CloudWatchApi,
 }
 
 /// Calls slower than this are cut and retried next tick rather than stalling a loop.
@@ -73,6 +76,7 @@ impl Aws {
             ecs: ecs::EcsApi::new(&main),
             route53: route53::Route53Api::new(&main),
             logs: logs::LogsApi::new(&logs),
+            cloudwatch: cloudwatch::CloudWatchApi::new(&main),
             sns: sns::SnsApi::new(main),
         }
     }

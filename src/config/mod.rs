@@ -94,6 +94,9 @@ pub struct LeafConfig {
     pub idle_ip: Ipv4Addr,
     /// When the leaf counts as idle; required because the right threshold depends on the game.
     pub watchdog: WatchdogConfig,
+    /// When a crashing container stops the leaf and keeps it asleep.
+    #[serde(default)]
+    pub crash_loop: CrashLoopConfig,
 }
 
 /// `[leaf.watchdog]`: the traffic watchdog that puts an unused leaf back to sleep.
@@ -114,6 +117,34 @@ pub struct WatchdogConfig {
     /// Also scale down at `left_up_after`, not only alert.
     #[serde(default)]
     pub left_up_stop: bool,
+}
+
+/// `[leaf.crash_loop]`: stop paying for a container that keeps failing.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrashLoopConfig {
+    /// Failed tasks within `window` that stop the leaf (1, as the original).
+    #[serde(default = "defaults::max_failures")]
+    pub max_failures: Spanned<i64>,
+    /// How far back failures count.
+    #[serde(default = "defaults::crash_window")]
+    pub window: HumanDuration,
+    /// How long DNS queries do not wake the leaf after a crash loop stopped it.
+    #[serde(default = "defaults::cooldown")]
+    pub cooldown: HumanDuration,
+}
+
+impl Default for CrashLoopConfig {
+    fn default() -> Self {
+        Self { max_failures: defaults::max_failures(), window: defaults::crash_window(), cooldown: defaults::cooldown() }
+    }
+}
+
+impl CrashLoopConfig {
+    /// Failures that trip the breaker (validated >= 1).
+    pub fn max_failures(&self) -> usize {
+        usize::try_from(*self.max_failures.get_ref()).unwrap_or(1)
+    }
 }
 
 mod defaults {
@@ -151,6 +182,15 @@ mod defaults {
     }
     pub fn left_up_after() -> HumanDuration {
         HumanDuration::secs(8 * 3600)
+    }
+    pub fn max_failures() -> Spanned<i64> {
+        Spanned::new(0..0, 1)
+    }
+    pub fn crash_window() -> HumanDuration {
+        HumanDuration::secs(15 * 60)
+    }
+    pub fn cooldown() -> HumanDuration {
+        HumanDuration::secs(30 * 60)
     }
 }
 
@@ -212,6 +252,10 @@ impl Config {
             }
             if wd.period.0.is_zero() {
                 return Err((wd.idle_after.span(), key("watchdog.period"), "period must be longer than 0s".into()));
+            }
+            let failures = *leaf.crash_loop.max_failures.get_ref();
+            if !(1..=1000).contains(&failures) {
+                return Err((leaf.crash_loop.max_failures.span(), key("crash_loop.max_failures"), format!("max_failures {failures} must be between 1 and 1000")));
             }
             if wd.idle_after.get_ref().0 < wd.period.0 {
                 return Err((wd.idle_after.span(), key("watchdog.idle_after"), format!("idle_after {} is shorter than one period ({})", wd.idle_after.get_ref(), wd.period)));

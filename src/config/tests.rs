@@ -58,6 +58,9 @@ fn a_good_file_loads_with_defaults() {
     assert_eq!(mc.watchdog.left_up_after.to_string(), "8h");
     assert!(!mc.watchdog.left_up_stop);
     assert!(mc.ecs().is_none());
+    assert_eq!(mc.crash_loop.max_failures(), 1);
+    assert_eq!(mc.crash_loop.window.to_string(), "15m");
+    assert_eq!(mc.crash_loop.cooldown.to_string(), "30m");
     assert_eq!(c.leafs[1].ecs().map(|(c, s)| (c.as_str(), s.as_str())), Some(("valheim", "valheim")));
 }
 
@@ -165,4 +168,13 @@ fn the_message_reads_file_line_key() {
     let e = refused("threshold = 400", "threshold = -1");
     let line = line_of("threshold = 400", GOOD);
     assert!(e.to_string().starts_with(&format!("leafs.toml:{line}: leaf[1].watchdog.threshold: ")), "{e}");
+}
+
+#[test]
+fn crash_loop_settings_are_read_and_checked() {
+    let c = load(&GOOD.replacen("idle_after = \"10m\"", "idle_after = \"10m\"\n[leaf.crash_loop]\nmax_failures = 3\ncooldown = \"1h\"", 1)).unwrap();
+    assert_eq!(c.leafs[1].crash_loop.max_failures(), 3);
+    assert_eq!(c.leafs[1].crash_loop.cooldown.to_string(), "1h");
+    let e = refused("idle_after = \"10m\"", "idle_after = \"10m\"\n[leaf.crash_loop]\nmax_failures = 0");
+    assert_eq!(e.key.as_deref(), Some("leaf[1].crash_loop.max_failures"));
 }

@@ -47,7 +47,8 @@ impl Apply<'_> {
         let mut applied = Applied::default();
         let mut failed: HashSet<usize> = HashSet::new();
         for &(i, ref plan) in plans {
-            for action in plan.actions.iter().filter(|a| matches!(a, Action::Wake(_) | Action::DropWake { .. })) {
+            let first = |a: &&Action| matches!(a, Action::Wake(_) | Action::DropWake { .. } | Action::Sleep(_) | Action::NoteTasks { .. } | Action::EndQuarantine);
+            for action in plan.actions.iter().filter(first) {
                 self.one(i, plan, action, &mut applied, &mut failed).await;
             }
         }
@@ -78,8 +79,30 @@ impl Apply<'_> {
                 events::action(name, "wake", &format!("set ASG {} desired capacity to 1", leaf.asg), &why, dry);
                 if dry { Ok(()) } else { self.aws.asg.set_desired(leaf.asg.as_str(), 1).await }
             }
-            Action::DropWake { why } => {
-                tracing::debug!(leaf = name, why, "wake request needs no action");
+            Action::DropWake { why, notable } => {
+                if *notable {
+                    tracing::info!(leaf = name, why, "DNS query does not wake the leaf");
+                } else {
+                    tracing::debug!(leaf = name, why, "wake request needs no action");
+                }
+                Ok(())
+            }
+            Action::Sleep(sleep) => {
+                events::action(name, sleep.cause.as_str(), &format!("set ASG {} desired capacity to 0", leaf.asg), &sleep.detail, dry);
+                let r = if dry { Ok(()) } else { self.aws.asg.set_desired(leaf.asg.as_str(), 0).await };
+                if r.is_ok() {
+                    alerts::enqueue(self.store, &self.config.daemon, leaf, alerts::for_sleep(leaf, sleep, self.now));
+                }
+                r
+            }
+            Action::NoteTasks { failures, .. } => {
+                for f in failures {
+                    events::task_failed(name, &f.describe());
+                }
+                Ok(())
+            }
+            Action::EndQuarantine => {
+                tracing::info!(leaf = name, "crash-loop quarantine over: DNS queries wake the leaf again");
                 Ok(())
             }
             Action::ScaleService { desired } => {
@@ -105,7 +128,7 @@ impl Apply<'_> {
         };
         match result {
             Ok(()) => {
-                self.store.update(|s| action.record(s.leafs.entry(name.to_owned()).or_default()));
+                self.store.update(|s| action.record(s.leafs.entry(name.to_owned()).or_default(), self.now));
                 applied.done += 1;
             }
             Err(e) => {
@@ -164,10 +187,14 @@ fn kind(action: &Action) -> &'static str {
     match action {
         Action::Wake(_) => "wake",
         Action::DropWake { .. } => "drop_wake",
+        Action::Sleep(s) => s.cause.as_str(),
+        Action::NoteTasks { .. } => "note_tasks",
+        Action::EndQuarantine => "end_quarantine",
         Action::PointRecord { .. } => "point_record",
         Action::ScaleService { .. } => "scale_service",
         Action::Announce(Transition::Started { .. }) => "announce_started",
         Action::Announce(Transition::Stopped { .. }) => "announce_stopped",
+        Action::Announce(Transition::LeftUp { .. }) => "announce_left_up",
         Action::Adopt(_) => "adopt",
     }
 }
@@ -176,6 +203,7 @@ fn phase_why(leaf: &LeafConfig, phase: &Phase) -> String {
     match phase {
         Phase::Up { instance, ip } => format!("instance {instance} is InService at {ip}"),
         Phase::Asleep => format!("no Pending or InService instance left in ASG {}", leaf.asg),
+        Phase::Stopping { instance } => format!("ASG {} wants no instance; {instance} is on its way out", leaf.asg),
         Phase::Waking => "an instance is launching".to_owned(),
     }
 }

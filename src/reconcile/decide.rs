@@ -3,6 +3,14 @@
 //! No I/O and no clock: the caller passes `now`. Given the same observation twice,
 //! [`decide`] asks for the same actions, and once AWS reflects them it asks for none,
 //! which is what makes a restart at any moment converge without repeats.
+//!
+//! In order, for one leaf:
+//! 1. a pending wake request wakes it, unless it is quarantined, the query predates the
+//!    daemon's own decision to stop it, or the ASG already wants an instance;
+//! 2. a running leaf is stopped by the crash-loop breaker, the left-up guard (with
+//!    `left_up_stop`) or the traffic watchdog, in that order of urgency;
+//! 3. DNS and ECS follow the instance (or the idle IP and 0);
+//! 4. transitions are announced once DNS and ECS agree with them.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -12,8 +20,10 @@ use crate::aws::ec2::Instance;
 use crate::aws::ecs::Service;
 use crate::aws::route53::ARecord;
 use crate::clock::Timestamp;
-use crate::config::LeafConfig;
-use crate::leaf::{Announced, LeafState, Phase, WakeRequest};
+use crate::config::{HumanDuration, LeafConfig};
+use crate::crashloop::{self, Failure, StoppedTask};
+use crate::leaf::{Announced, LeafState, Phase, Quarantine, SleepCause, Slept, WakeRequest};
+use crate::watchdog::{self, Evaluation, Traffic, Verdict};
 
 /// Something read from AWS, or not (not read yet this run, or the read failed).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,9 +58,13 @@ pub struct Observation<'a> {
     pub record: Seen<Option<ARecord>>,
     /// The leaf's ECS service.
     pub service: ServiceSeen,
+    /// Traffic per period for the watchdog; None when not read (asleep, too soon).
+    pub traffic: Option<&'a Traffic>,
+    /// Stopped tasks of the leaf's service (seen before or not).
+    pub stopped_tasks: &'a [StoppedTask],
 }
 
-/// A transition the operator is told about.
+/// A transition or event the operator is told about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Transition {
     /// An instance serves and DNS points at it.
@@ -62,11 +76,31 @@ pub enum Transition {
         /// The DNS query that woke it, when the daemon woke it.
         woken_by: Option<WakeRequest>,
     },
-    /// No instance is left; DNS points at the idle IP.
+    /// No instance is left and the daemon did not stop it; DNS points at the idle IP.
     Stopped {
         /// The instance that was announced up.
         instance: String,
     },
+    /// The instance has been up for `left_up_after` (alert only).
+    LeftUp {
+        /// The instance.
+        instance: String,
+        /// For how long, in milliseconds.
+        up_for_ms: i64,
+    },
+}
+
+/// The daemon's decision to stop a running leaf.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sleep {
+    /// Why.
+    pub cause: SleepCause,
+    /// The figures behind it, for the alert.
+    pub detail: String,
+    /// The running instance, if any (names the alert).
+    pub instance: Option<String>,
+    /// Set by the crash-loop breaker.
+    pub quarantine_until: Option<Timestamp>,
 }
 
 /// One step towards what the leaf should be.
@@ -74,11 +108,24 @@ pub enum Transition {
 pub enum Action {
     /// Set the ASG's desired capacity to 1 for a DNS query.
     Wake(WakeRequest),
-    /// Forget a pending wake that needs no action.
+    /// Forget a pending wake that must not or need not be acted on.
     DropWake {
-        /// Why it needs none.
-        why: &'static str,
+        /// Why.
+        why: String,
+        /// Worth an info line (the operator would want to know), not just debug.
+        notable: bool,
     },
+    /// Set the ASG's desired capacity to 0, with one alert saying why.
+    Sleep(Sleep),
+    /// Remember stopped tasks (and the failures among them) so each counts once.
+    NoteTasks {
+        /// ARN and stop time of each newly seen stopped task.
+        seen: Vec<(String, Timestamp)>,
+        /// The failures among them.
+        failures: Vec<Failure>,
+    },
+    /// The quarantine is over: DNS queries wake the leaf again.
+    EndQuarantine,
     /// UPSERT the A record.
     PointRecord {
         /// Target address.
@@ -97,15 +144,37 @@ pub enum Action {
     Adopt(Announced),
 }
 
+/// Stopped tasks and failures are forgotten after this long (ECS shows stopped tasks
+/// for about an hour).
+const FORGET_TASKS_MS: i64 = 3 * 3600 * 1000;
+
 impl Action {
-    /// What the action does to the leaf's memory once it has succeeded.
-    pub fn record(&self, state: &mut LeafState) {
+    /// What the action does to the leaf's memory once it has succeeded at `now`.
+    pub fn record(&self, state: &mut LeafState, now: Timestamp) {
         match self {
             Action::Wake(req) => {
                 state.woken_by = Some(req.clone());
+                state.woke_at = Some(now);
                 state.wake = None;
             }
             Action::DropWake { .. } => state.wake = None,
+            Action::Sleep(s) => {
+                state.slept = Some(Slept { at: now, cause: s.cause, detail: s.detail.clone() });
+                // The sleep alert is the stop's one alert: no "stopped" follows.
+                state.announced = Some(Announced::Down);
+                state.woken_by = None;
+                if let Some(until) = s.quarantine_until {
+                    state.quarantine = Some(Quarantine { until, detail: s.detail.clone() });
+                    state.failures.clear();
+                }
+            }
+            Action::NoteTasks { seen, failures } => {
+                state.seen_tasks.extend(seen.iter().cloned());
+                state.failures.extend(failures.iter().cloned());
+                state.seen_tasks.retain(|_, at| now.since(*at) < FORGET_TASKS_MS);
+                state.failures.retain(|f| now.since(f.at) < FORGET_TASKS_MS);
+            }
+            Action::EndQuarantine => state.quarantine = None,
             Action::PointRecord { .. } | Action::ScaleService { .. } => {}
             Action::Announce(Transition::Started { instance, .. }) => {
                 state.announced = Some(Announced::Up { instance: instance.clone() });
@@ -114,13 +183,14 @@ impl Action {
                 state.announced = Some(Announced::Down);
                 state.woken_by = None;
             }
+            Action::Announce(Transition::LeftUp { instance, .. }) => state.left_up_alerted = Some(instance.clone()),
             Action::Adopt(a) => state.announced = Some(a.clone()),
         }
     }
 }
 
 /// The decision for one leaf.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     /// Where the leaf is.
     pub phase: Phase,
@@ -128,10 +198,24 @@ pub struct Plan {
     pub actions: Vec<Action>,
     /// Why something that looks due was not done (for `/status` and debug logs).
     pub waiting_for: Option<&'static str>,
+    /// The watchdog's judgement, when it ran.
+    pub evaluation: Option<Evaluation>,
 }
 
 /// Reads the leaf's phase from its ASG and instance details.
 pub fn phase(group: &Group, instances: &HashMap<String, Instance>) -> Phase {
+    let live: Vec<&str> = group
+        .instances
+        .iter()
+        .filter(|i| matches!(i.lifecycle, Lifecycle::Pending | Lifecycle::InService))
+        .map(|i| i.id.as_str())
+        .collect();
+    if group.desired == 0 {
+        return match live.first() {
+            Some(id) => Phase::Stopping { instance: (*id).to_owned() },
+            None => Phase::Asleep,
+        };
+    }
     let serving = group
         .instances
         .iter()
@@ -139,54 +223,145 @@ pub fn phase(group: &Group, instances: &HashMap<String, Instance>) -> Phase {
         .filter_map(|i| instances.get(&i.id))
         .filter_map(|i| Some((i, i.public_ip?)))
         .max_by_key(|(i, _)| (i.launched_at, i.id.clone()));
-    if let Some((instance, ip)) = serving {
-        return Phase::Up { instance: instance.id.clone(), ip };
+    match serving {
+        Some((instance, ip)) => Phase::Up { instance: instance.id.clone(), ip },
+        None if live.is_empty() => Phase::Asleep,
+        None => Phase::Waking,
     }
-    let launching = group.instances.iter().any(|i| matches!(i.lifecycle, Lifecycle::Pending | Lifecycle::InService));
-    if launching { Phase::Waking } else { Phase::Asleep }
 }
 
-/// Decides what to do for one leaf. `_now` is unused by the wake path but part of the
-/// contract: every time-based rule (idle, left-up, quarantine) reads it from here.
-pub fn decide(leaf: &LeafConfig, obs: &Observation<'_>, state: &LeafState, _now: Timestamp) -> Plan {
+/// Decides what to do for one leaf at `now`.
+pub fn decide(leaf: &LeafConfig, obs: &Observation<'_>, state: &LeafState, now: Timestamp) -> Plan {
     let Some(group) = obs.group else {
-        return Plan { phase: Phase::Asleep, actions: Vec::new(), waiting_for: Some("the ASG to exist") };
+        return Plan { phase: Phase::Asleep, actions: Vec::new(), waiting_for: Some("the ASG to exist"), evaluation: None };
     };
-    let phase = phase(group, obs.instances);
-    let mut actions = Vec::new();
-    let mut waiting_for = None;
+    let mut plan = Plan { phase: phase(group, obs.instances), actions: Vec::new(), waiting_for: None, evaluation: None };
+    let quarantine = state.quarantine.as_ref().filter(|q| now < q.until);
+    if state.quarantine.is_some() && quarantine.is_none() {
+        plan.actions.push(Action::EndQuarantine);
+    }
+    let waking = wake(&mut plan, group, state, quarantine);
+    if !waking
+        && group.desired >= 1
+        && let Some(sleep) = stop(&mut plan, leaf, obs, state, now)
+    {
+        plan.actions.push(Action::Sleep(sleep));
+        return plan; // DNS and ECS follow on the next tick, from the new phase
+    }
+    converge(&mut plan, leaf, obs);
+    announce(&mut plan, state);
+    plan
+}
 
-    if let Some(req) = &state.wake {
-        if group.desired >= 1 {
-            actions.push(Action::DropWake { why: "the ASG already wants an instance" });
-        } else if group.max < 1 {
-            actions.push(Action::DropWake { why: "the ASG's max size is 0" });
-        } else {
-            actions.push(Action::Wake(req.clone()));
+/// Step 1: acts on a pending wake request; true when it wakes the leaf.
+fn wake(plan: &mut Plan, group: &Group, state: &LeafState, quarantine: Option<&Quarantine>) -> bool {
+    let Some(req) = &state.wake else { return false };
+    let (why, notable) = if let Some(q) = quarantine {
+        (format!("quarantined until {} after a crash loop ({})", q.until, q.detail), true)
+    } else if state.slept.as_ref().is_some_and(|s| req.query_at <= s.at) {
+        ("the query predates the decision to stop the leaf".to_owned(), true)
+    } else if group.desired >= 1 {
+        ("the ASG already wants an instance".to_owned(), false)
+    } else if group.max < 1 {
+        ("the ASG's max size is 0".to_owned(), true)
+    } else {
+        plan.actions.push(Action::Wake(req.clone()));
+        return true;
+    };
+    plan.actions.push(Action::DropWake { why, notable });
+    false
+}
+
+/// Step 2: whether a running leaf must be stopped, and why.
+fn stop(plan: &mut Plan, leaf: &LeafConfig, obs: &Observation<'_>, state: &LeafState, now: Timestamp) -> Option<Sleep> {
+    let instance = match &plan.phase {
+        Phase::Up { instance, .. } => Some(instance.clone()),
+        Phase::Waking => None,
+        Phase::Asleep | Phase::Stopping { .. } => return None,
+    };
+
+    let new: Vec<&StoppedTask> = obs.stopped_tasks.iter().filter(|t| !state.seen_tasks.contains_key(&t.arn)).collect();
+    let new_failures: Vec<Failure> = new.iter().filter_map(|t| crashloop::failure(t, now)).collect();
+    if !new.is_empty() {
+        let seen = new.iter().map(|t| (t.arn.clone(), t.stopped_at.unwrap_or(now))).collect();
+        plan.actions.push(Action::NoteTasks { seen, failures: new_failures.clone() });
+    }
+    let failures: Vec<Failure> = state.failures.iter().cloned().chain(new_failures).collect();
+    if let Some(f) = crashloop::tripped(&failures, &leaf.crash_loop, now) {
+        let until = now.plus_ms(leaf.crash_loop.cooldown.as_millis());
+        return Some(Sleep {
+            cause: SleepCause::CrashLoop,
+            detail: format!("{}; DNS queries will not wake it until {until} (cooldown {})", f.describe(), leaf.crash_loop.cooldown),
+            instance,
+            quarantine_until: Some(until),
+        });
+    }
+
+    let instance = instance?;
+    let launched = obs.instances.get(&instance).and_then(|i| i.launched_at);
+    let wd = &leaf.watchdog;
+    if let Some(up_for_ms) = launched.map(|l| now.since(l)).filter(|&ms| ms >= wd.left_up_after.as_millis()) {
+        let up_for = HumanDuration(std::time::Duration::from_millis(u64::try_from(up_for_ms / 60_000 * 60_000).unwrap_or(0)));
+        if wd.left_up_stop {
+            return Some(Sleep {
+                cause: SleepCause::LeftUp,
+                detail: format!("instance {instance} has been up for {up_for} (left_up_after {}, left_up_stop = true)", wd.left_up_after),
+                instance: Some(instance),
+                quarantine_until: None,
+            });
+        }
+        if state.left_up_alerted.as_ref() != Some(&instance) {
+            plan.actions.push(Action::Announce(Transition::LeftUp { instance: instance.clone(), up_for_ms }));
         }
     }
 
-    let (target_ip, target_count) = match &phase {
+    let traffic = obs.traffic?;
+    let awake_since = state.woke_at.max(launched);
+    let evaluation = watchdog::evaluate(wd, traffic, state.last_query_at, awake_since, now);
+    let sleep = match evaluation.verdict {
+        Verdict::Idle { idle_for_ms } => Some(Sleep {
+            cause: SleepCause::Idle,
+            detail: format!(
+                "idle for {}: player traffic at or below {} B/s in every period (last periods: {})",
+                HumanDuration(std::time::Duration::from_millis(u64::try_from(idle_for_ms).unwrap_or(0))),
+                wd.threshold.get_ref(),
+                evaluation.figures()
+            ),
+            instance: Some(instance),
+            quarantine_until: None,
+        }),
+        _ => None,
+    };
+    plan.evaluation = Some(evaluation);
+    sleep
+}
+
+/// Step 3: DNS and ECS follow the phase.
+fn converge(plan: &mut Plan, leaf: &LeafConfig, obs: &Observation<'_>) {
+    let (target_ip, target_count) = match &plan.phase {
         Phase::Up { ip, .. } => (*ip, 1),
-        Phase::Asleep => (leaf.idle_ip, 0),
+        Phase::Asleep | Phase::Stopping { .. } => (leaf.idle_ip, 0),
         Phase::Waking => {
-            return Plan { phase, actions, waiting_for: Some("an InService instance with a public IP") };
+            plan.waiting_for = Some("an InService instance with a public IP");
+            return;
         }
     };
-
     let ttl = leaf.dns_ttl();
     match &obs.record {
         Seen::Known(Some(r)) if r.is(target_ip, ttl) => {}
-        Seen::Known(_) => actions.push(Action::PointRecord { ip: target_ip, ttl }),
-        Seen::Unknown => waiting_for = Some("the A record to be read"),
+        Seen::Known(_) => plan.actions.push(Action::PointRecord { ip: target_ip, ttl }),
+        Seen::Unknown => plan.waiting_for = Some("the A record to be read"),
     }
     match &obs.service {
-        ServiceSeen::Known(s) if !s.daemon && s.desired != target_count => actions.push(Action::ScaleService { desired: target_count }),
-        ServiceSeen::Unknown => waiting_for = waiting_for.or(Some("the ECS service to be read")),
+        ServiceSeen::Known(s) if !s.daemon && s.desired != target_count => plan.actions.push(Action::ScaleService { desired: target_count }),
+        ServiceSeen::Unknown => plan.waiting_for = plan.waiting_for.or(Some("the ECS service to be read")),
         ServiceSeen::Known(_) | ServiceSeen::NotConfigured | ServiceSeen::Missing => {}
     }
+}
 
-    let transition = match (&phase, &state.announced) {
+/// Step 4: one alert per transition, once DNS and ECS agree with it.
+fn announce(plan: &mut Plan, state: &LeafState) {
+    let action = match (&plan.phase, &state.announced) {
         (Phase::Up { instance, .. }, Some(Announced::Up { instance: announced })) if announced == instance => None,
         (Phase::Up { instance, .. }, None) => Some(Action::Adopt(Announced::Up { instance: instance.clone() })),
         (Phase::Up { instance, ip }, Some(_)) => Some(Action::Announce(Transition::Started {
@@ -196,15 +371,13 @@ pub fn decide(leaf: &LeafConfig, obs: &Observation<'_>, state: &LeafState, _now:
         })),
         (Phase::Asleep, Some(Announced::Up { instance })) => Some(Action::Announce(Transition::Stopped { instance: instance.clone() })),
         (Phase::Asleep, None) => Some(Action::Adopt(Announced::Down)),
-        (Phase::Asleep, Some(Announced::Down)) | (Phase::Waking, _) => None,
+        (Phase::Asleep, Some(Announced::Down)) | (Phase::Waking | Phase::Stopping { .. }, _) => None,
     };
-    // An alert says "connect at X" or "stopped": only true once DNS and ECS agree.
-    match transition {
-        Some(a @ Action::Announce(_)) if waiting_for.is_some() => drop(a),
-        Some(a) => actions.push(a),
+    match action {
+        Some(Action::Announce(_)) if plan.waiting_for.is_some() => {}
+        Some(a) => plan.actions.push(a),
         None => {}
     }
-    Plan { phase, actions, waiting_for }
 }
 
 #[cfg(test)]

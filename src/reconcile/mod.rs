@@ -17,9 +17,8 @@ use std::sync::Arc;
 use crate::aws::Aws;
 use crate::clock;
 use crate::config::Config;
-use crate::leaf::Phase;
 use crate::state::StateStore;
-use crate::worker::Task;
+use crate::worker::{Activator, Task};
 
 /// The reconcile worker.
 pub struct Reconciler {
@@ -27,12 +26,14 @@ pub struct Reconciler {
     aws: Aws,
     store: Arc<StateStore>,
     cache: observe::Cache,
+    /// Its own activator: after a wake or a stop the next look is immediate.
+    again: Activator,
 }
 
 impl Reconciler {
     /// A reconciler with an empty cache: its first ticks read everything they need.
-    pub fn new(config: Arc<Config>, aws: Aws, store: Arc<StateStore>) -> Self {
-        Self { config, aws, store, cache: observe::Cache::default() }
+    pub fn new(config: Arc<Config>, aws: Aws, store: Arc<StateStore>, again: Activator) -> Self {
+        Self { config, aws, store, cache: observe::Cache::default(), again }
     }
 }
 
@@ -44,37 +45,41 @@ impl Task for Reconciler {
     async fn activate(&mut self) -> Result<String, String> {
         let now = clock::now();
         let config = Arc::clone(&self.config);
-        let selected = self.store.read(|s| observe::select(&config, &self.cache, s));
-        observe::observe(&self.aws, &config, &mut self.cache, &selected, now).await.map_err(|e| e.to_string())?;
+        let memory = self.store.read(Clone::clone);
+        let selected = observe::select(&config, &self.cache, &memory);
+        observe::observe(&self.aws, &config, &mut self.cache, &memory, &selected, now).await.map_err(|e| e.to_string())?;
 
-        let plans: Vec<(usize, decide::Plan)> = self.store.read(|s| {
-            selected
-                .iter()
-                .map(|&i| {
-                    let leaf = &config.leafs[i];
-                    let name = leaf.name().as_str();
-                    let obs = decide::Observation {
-                        group: self.cache.groups.get(name).and_then(|c| c.value.as_ref()),
-                        instances: &self.cache.instances,
-                        record: self.cache.record(name),
-                        service: self.cache.service(leaf),
-                    };
-                    let plan = decide::decide(leaf, &obs, &s.leafs.get(name).cloned().unwrap_or_default(), now);
-                    if let Some(waiting) = plan.waiting_for {
-                        tracing::debug!(leaf = name, phase = ?plan.phase, waiting_for = waiting, "waiting");
-                    }
-                    (i, plan)
-                })
-                .collect()
-        });
+        let plans: Vec<(usize, decide::Plan)> = selected
+            .iter()
+            .map(|&i| {
+                let leaf = &config.leafs[i];
+                let name = leaf.name().as_str();
+                let stopped_tasks = self.cache.stopped_tasks(name);
+                let obs = decide::Observation {
+                    group: self.cache.groups.get(name).and_then(|c| c.value.as_ref()),
+                    instances: &self.cache.instances,
+                    record: self.cache.record(name),
+                    service: self.cache.service(leaf),
+                    traffic: self.cache.traffic.get(name).map(|c| &c.value),
+                    stopped_tasks: &stopped_tasks,
+                };
+                let plan = decide::decide(leaf, &obs, &memory.leafs.get(name).cloned().unwrap_or_default(), now);
+                if let Some(waiting) = plan.waiting_for {
+                    tracing::debug!(leaf = name, phase = ?plan.phase, waiting_for = waiting, "waiting");
+                }
+                if let Some(e) = &plan.evaluation {
+                    crate::events::watchdog_evaluated(name, *leaf.watchdog.threshold.get_ref(), e);
+                }
+                (i, plan)
+            })
+            .collect();
         let mut phases: BTreeMap<&'static str, usize> = BTreeMap::new();
         for (_, p) in &plans {
-            *phases.entry(match p.phase {
-                Phase::Asleep => "asleep",
-                Phase::Waking => "waking",
-                Phase::Up { .. } => "up",
-            })
-            .or_default() += 1;
+            *phases.entry(p.phase.name()).or_default() += 1;
+        }
+        // A wake or a stop changes the phase at once: look again without waiting a tick.
+        if plans.iter().any(|(_, p)| p.actions.iter().any(|a| matches!(a, decide::Action::Wake(_) | decide::Action::Sleep(_)))) {
+            self.again.activate();
         }
         let applied = apply::Apply { aws: &self.aws, config: &config, cache: &mut self.cache, store: &self.store, now }.run(&plans).await;
         self.store.save().await.map_err(|e| e.to_string())?;

@@ -13,15 +13,18 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use super::decide::{Seen, ServiceSeen};
+use super::decide::{self, Seen, ServiceSeen};
 use crate::aws::asg::{Group, Lifecycle, NAMES_PER_CALL};
+use crate::aws::cloudwatch::SumQuery;
 use crate::aws::ec2::Instance;
 use crate::aws::route53::ARecord;
 use crate::aws::{Aws, AwsError};
 use crate::clock::Timestamp;
 use crate::config::{Config, LeafConfig};
-use crate::leaf::Announced;
+use crate::crashloop::{ContainerExit, StoppedTask};
+use crate::leaf::{Announced, LeafState, Phase};
 use crate::state::State;
+use crate::watchdog::{self, Traffic};
 
 /// A value and when it was read (or written) by us.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +41,9 @@ pub const READS_PER_TICK: usize = 3;
 /// A record or service not read for this long is read again, within the budget.
 pub const REFRESH_AFTER_MS: i64 = 15 * 60 * 1000;
 
+/// A running leaf's stopped tasks are listed at most this often.
+pub const TASKS_EVERY_MS: i64 = 10_000;
+
 /// What the reconciler knows of AWS between ticks. In memory only: a restart rereads.
 #[derive(Debug, Default)]
 pub struct Cache {
@@ -49,6 +55,14 @@ pub struct Cache {
     pub records: HashMap<String, Cached<Option<ARecord>>>,
     /// Each leaf's ECS service as last read or written.
     pub services: HashMap<String, Cached<ServiceSeen>>,
+    /// Each running leaf's traffic, read once per period.
+    pub traffic: HashMap<String, Cached<Traffic>>,
+    /// Each running leaf's stopped tasks (ARNs) as last listed.
+    pub stopped: HashMap<String, Cached<Vec<String>>>,
+    /// Described stopped tasks by ARN (a stopped task never changes).
+    pub tasks: HashMap<String, StoppedTask>,
+    /// Essential container names by task definition ARN (immutable).
+    pub essential: HashMap<String, Vec<String>>,
 }
 
 impl Cache {
@@ -63,6 +77,17 @@ impl Cache {
             return ServiceSeen::NotConfigured;
         }
         self.services.get(leaf.name().as_str()).map_or(ServiceSeen::Unknown, |c| c.value.clone())
+    }
+
+    /// The leaf's phase from the last observation, if it was observed.
+    pub fn phase(&self, leaf: &str) -> Option<Phase> {
+        let group = self.groups.get(leaf)?.value.as_ref()?;
+        Some(decide::phase(group, &self.instances))
+    }
+
+    /// The stopped tasks listed for `leaf` that have been described.
+    pub fn stopped_tasks(&self, leaf: &str) -> Vec<StoppedTask> {
+        self.stopped.get(leaf).map(|c| c.value.iter().filter_map(|arn| self.tasks.get(arn).cloned()).collect()).unwrap_or_default()
     }
 
     /// True when the leaf sleeps and everything about it is as it should be: such a
@@ -97,7 +122,7 @@ pub fn select(config: &Config, cache: &Cache, state: &State) -> Vec<usize> {
 /// Reads AWS for the `selected` leafs into `cache`. Fails only when the ASGs could
 /// not be read: without them no decision is safe. Other failures leave the value
 /// unknown (decisions that need it wait) and are logged.
-pub async fn observe(aws: &Aws, config: &Config, cache: &mut Cache, selected: &[usize], now: Timestamp) -> Result<(), AwsError> {
+pub async fn observe(aws: &Aws, config: &Config, cache: &mut Cache, memory: &State, selected: &[usize], now: Timestamp) -> Result<(), AwsError> {
     let names: Vec<String> = {
         let set: std::collections::BTreeSet<&str> = selected.iter().map(|&i| config.leafs[i].asg.as_str()).collect();
         set.into_iter().map(str::to_owned).collect()
@@ -110,7 +135,117 @@ pub async fn observe(aws: &Aws, config: &Config, cache: &mut Cache, selected: &[
     read_instances(aws, cache).await;
     read_records(aws, config, cache, selected, now).await;
     read_services(aws, config, cache, selected, now).await;
+    let running: Vec<&LeafConfig> = selected
+        .iter()
+        .map(|&i| &config.leafs[i])
+        .filter(|l| matches!(cache.phase(l.name().as_str()), Some(Phase::Up { .. } | Phase::Waking)))
+        .collect();
+    let memory_of = |l: &LeafConfig| memory.leafs.get(l.name().as_str()).cloned().unwrap_or_default();
+    read_traffic(aws, cache, &running, &memory_of, now).await;
+    read_tasks(aws, cache, &running, &memory_of, now).await;
     Ok(())
+}
+
+/// Whether the watchdog of `leaf` needs fresh traffic at `now`: it runs, it has been
+/// awake long enough to be judged, and the last read was in an earlier period.
+fn traffic_due(cache: &Cache, leaf: &LeafConfig, memory: &LeafState, now: Timestamp) -> bool {
+    let Some(Phase::Up { instance, .. }) = cache.phase(leaf.name().as_str()) else { return false };
+    let wd = &leaf.watchdog;
+    let launched = cache.instances.get(&instance).and_then(|i| i.launched_at);
+    let awake_since = memory.woke_at.max(launched);
+    if awake_since.is_none_or(|t| now.since(t) < wd.idle_after.get_ref().as_millis()) {
+        return false; // not judged yet: asking CloudWatch would cost money for nothing
+    }
+    let p = wd.period.as_millis().max(1);
+    cache.traffic.get(leaf.name().as_str()).is_none_or(|c| c.at.0.div_euclid(p) < now.0.div_euclid(p))
+}
+
+/// One GetMetricData call (per distinct window) for every running leaf that is due:
+/// NetworkIn of its ASG and, with `efs`, DataReadIOBytes of its file system.
+async fn read_traffic(aws: &Aws, cache: &mut Cache, running: &[&LeafConfig], memory_of: &impl Fn(&LeafConfig) -> LeafState, now: Timestamp) {
+    type Window = (Timestamp, Timestamp);
+    let mut by_window: BTreeMap<Window, Vec<(&LeafConfig, Vec<SumQuery>)>> = BTreeMap::new();
+    for leaf in running.iter().copied().filter(|l| traffic_due(cache, l, &memory_of(l), now)) {
+        let period_secs = i32::try_from(leaf.watchdog.period.as_millis() / 1000).unwrap_or(60).max(1);
+        let mut queries = vec![SumQuery { namespace: "AWS/EC2", metric: "NetworkIn", dimension: "AutoScalingGroupName", value: leaf.asg.to_string(), period_secs }];
+        if let Some(efs) = &leaf.efs {
+            queries.push(SumQuery { namespace: "AWS/EFS", metric: "DataReadIOBytes", dimension: "FileSystemId", value: efs.to_string(), period_secs });
+        }
+        by_window.entry(watchdog::fetch_range(&leaf.watchdog, now)).or_default().push((leaf, queries));
+    }
+    for ((start, end), leafs) in by_window {
+        let queries: Vec<SumQuery> = leafs.iter().flat_map(|(_, q)| q.iter().cloned()).collect();
+        match aws.cloudwatch.sums(&queries, start, end).await {
+            Ok(sums) => {
+                let mut sums = sums.into_iter();
+                for (leaf, q) in leafs {
+                    let network_in = sums.next().unwrap_or_default();
+                    let efs_read = if q.len() > 1 { sums.next().unwrap_or_default() } else { BTreeMap::new() };
+                    crate::events::traffic_read(leaf.name().as_str(), network_in.len());
+                    cache.traffic.insert(leaf.name().to_string(), Cached { value: Traffic { network_in, efs_read }, at: now });
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not read traffic metrics; retrying next tick"),
+        }
+    }
+}
+
+/// Lists and describes the stopped tasks of running leafs with an ECS service, a few
+/// leafs per tick, each at most every [`TASKS_EVERY_MS`]. A task is described once.
+async fn read_tasks(aws: &Aws, cache: &mut Cache, running: &[&LeafConfig], memory_of: &impl Fn(&LeafConfig) -> LeafState, now: Timestamp) {
+    let due = running.iter().filter(|l| l.ecs().is_some()).copied();
+    let due: Vec<&LeafConfig> = due
+        .filter(|l| cache.stopped.get(l.name().as_str()).is_none_or(|c| now.since(c.at) >= TASKS_EVERY_MS))
+        .take(READS_PER_TICK)
+        .collect();
+    for leaf in due {
+        let (cluster, service) = leaf.ecs().expect("filtered");
+        let arns = match aws.ecs.stopped_tasks(cluster.as_str(), service.as_str()).await {
+            Ok(arns) => arns,
+            Err(e) => {
+                tracing::warn!(leaf = %leaf.name(), error = %e, "could not list stopped tasks; retrying");
+                continue;
+            }
+        };
+        let memory = memory_of(leaf);
+        let unknown: Vec<String> = arns.iter().filter(|a| !cache.tasks.contains_key(*a) && !memory.seen_tasks.contains_key(*a)).cloned().collect();
+        if !unknown.is_empty() {
+            match describe_stopped(aws, cache, cluster.as_str(), &unknown).await {
+                Ok(tasks) => cache.tasks.extend(tasks.into_iter().map(|t| (t.arn.clone(), t))),
+                Err(e) => {
+                    tracing::warn!(leaf = %leaf.name(), error = %e, "could not describe stopped tasks; retrying");
+                    continue;
+                }
+            }
+        }
+        cache.stopped.insert(leaf.name().to_string(), Cached { value: arns, at: now });
+    }
+    let listed: HashSet<&String> = cache.stopped.values().flat_map(|c| &c.value).collect();
+    cache.tasks.retain(|arn, _| listed.contains(arn));
+}
+
+async fn describe_stopped(aws: &Aws, cache: &mut Cache, cluster: &str, arns: &[String]) -> Result<Vec<StoppedTask>, AwsError> {
+    let tasks = aws.ecs.describe_tasks(cluster, arns).await?;
+    let mut out = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        if !cache.essential.contains_key(&t.task_definition) {
+            let names = aws.ecs.essential_containers(&t.task_definition).await?;
+            cache.essential.insert(t.task_definition.clone(), names);
+        }
+        let essential = &cache.essential[&t.task_definition];
+        out.push(StoppedTask {
+            arn: t.arn,
+            stop_code: t.stop_code,
+            stopped_reason: t.stopped_reason,
+            stopped_at: t.stopped_at,
+            containers: t
+                .containers
+                .into_iter()
+                .map(|(name, exit_code, reason)| ContainerExit { essential: essential.contains(&name), name, exit_code, reason })
+                .collect(),
+        });
+    }
+    Ok(out)
 }
 
 /// Describes, in one call, every launching or serving instance whose IP is unknown.

@@ -16,6 +16,13 @@ use std::time::{Duration, Instant};
 pub use daemon::Daemon;
 pub use world::{LeafOptions, World};
 
+/// A watchdog with compressed time for the tests: 5-second periods, idle after 20 s.
+pub const FAST_WATCHDOG: &str = "period = \"5s\"\nidle_after = \"20s\"";
+
+/// The period of [`FAST_WATCHDOG`].
+pub const PERIOD_MS: i64 = 5_000;
+
+
 /// A name unique to this test process and call: tests share the emulators.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
@@ -71,3 +78,27 @@ fn civil(z: i64) -> (i64, i64, i64) {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
+
+/// Pushes one datapoint per 5 s period, `bytes_for(period_start)` bytes, until `done`
+/// says stop or `limit` passes; returns what `done` returned.
+pub async fn feed<T, F, Fut>(world: &World, leaf: &world::Leaf, bytes_for: impl Fn(i64) -> f64, limit: Duration, mut done: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let started = Instant::now();
+    let mut pushed = i64::MIN;
+    while started.elapsed() < limit {
+        let period = now_ms().div_euclid(PERIOD_MS) * PERIOD_MS;
+        if period > pushed {
+            world.put_network_in(leaf, bytes_for(period), period + 1_000).await;
+            pushed = period;
+        }
+        if let Some(v) = done().await {
+            return Some(v);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    None
+}
+

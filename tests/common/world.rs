@@ -83,6 +83,7 @@ pub struct World {
     pub logs: aws_sdk_cloudwatchlogs::Client,
     pub sns: aws_sdk_sns::Client,
     pub sqs: aws_sdk_sqs::Client,
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
     pub dir: PathBuf,
 }
 
@@ -109,6 +110,7 @@ impl World {
             logs: aws_sdk_cloudwatchlogs::Client::new(&logs),
             sns: aws_sdk_sns::Client::new(&main),
             sqs: aws_sdk_sqs::Client::new(&main),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(&main),
             dir,
         }
     }
@@ -212,6 +214,12 @@ impl World {
     /// Writes a `leafs.toml` for `leafs` with fast test intervals; `extra` is appended
     /// to `[daemon]`.
     pub fn config(&self, leafs: &[&Leaf], extra: &str) -> PathBuf {
+        self.config_with(leafs, extra, "")
+    }
+
+    /// Like [`World::config`], with `leaf_extra` appended to each leaf's
+    /// `[leaf.watchdog]` (which may open further tables such as `[leaf.crash_loop]`).
+    pub fn config_with(&self, leafs: &[&Leaf], extra: &str, leaf_extra: &str) -> PathBuf {
         let mut text = format!(
             "[daemon]\nregion = \"{REGION}\"\npoll_interval = \"500ms\"\nreconcile_interval = \"1s\"\nstate_file = \"{}\"\n{extra}\n",
             self.dir.join("state.json").display()
@@ -224,7 +232,7 @@ impl World {
             if let Some((cluster, service)) = &l.ecs {
                 text.push_str(&format!("ecs_cluster = \"{cluster}\"\necs_service = \"{service}\"\n"));
             }
-            text.push_str("[leaf.watchdog]\nthreshold = 1175\n");
+            text.push_str(&format!("[leaf.watchdog]\nthreshold = 1175\n{leaf_extra}\n"));
         }
         let path = self.dir.join(format!("leafs-{}.toml", super::unique("cfg")));
         std::fs::write(&path, text).unwrap();
@@ -321,6 +329,67 @@ impl World {
         let (cluster, service) = leaf.ecs.as_ref().expect("leaf has a service");
         let out = self.ecs.describe_services().cluster(cluster).services(service).send().await.expect("describe service");
         out.services()[0].desired_count()
+    }
+
+    /// Pushes one AWS/EC2 NetworkIn datapoint for the leaf's ASG, as EC2 detailed
+    /// monitoring would.
+    pub async fn put_network_in(&self, leaf: &Leaf, bytes: f64, at_ms: i64) {
+        self.put_metric("AWS/EC2", "NetworkIn", "AutoScalingGroupName", &leaf.asg, bytes, at_ms).await;
+    }
+
+    /// Pushes one datapoint of a metric with one dimension.
+    pub async fn put_metric(&self, namespace: &str, metric: &str, dimension: &str, value: &str, sum: f64, at_ms: i64) {
+        use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
+        let datum = MetricDatum::builder()
+            .metric_name(metric)
+            .dimensions(Dimension::builder().name(dimension).value(value).build())
+            .timestamp(aws_sdk_cloudwatch::primitives::DateTime::from_millis(at_ms))
+            .value(sum)
+            .unit(StandardUnit::Bytes)
+            .build();
+        self.cloudwatch.put_metric_data().namespace(namespace).metric_data(datum).send().await.expect("put metric data");
+    }
+
+    /// Runs a task of the leaf's service on its instance and stops it the way a
+    /// crashing container would (the moto launcher records the stop code and exit code).
+    /// Returns the task id.
+    pub async fn crash_task(&self, leaf: &Leaf, stop_code: &str, exit_code: i32) -> String {
+        let (cluster, _) = leaf.ecs.as_ref().expect("leaf has a service");
+        let instance = self.instance_id(leaf).await.expect("an instance to run on");
+        let registered = self.ecs.list_container_instances().cluster(cluster).send().await.expect("list container instances");
+        if registered.container_instance_arns().is_empty() {
+            // What the ECS agent does when the instance boots.
+            self.ecs
+                .register_container_instance()
+                .cluster(cluster)
+                .instance_identity_document(format!("{{\"instanceId\": \"{instance}\", \"region\": \"{REGION}\"}}"))
+                .send()
+                .await
+                .expect("register container instance");
+        }
+        let run = self
+            .ecs
+            .run_task()
+            .cluster(cluster)
+            .task_definition(format!("{}-task", leaf.name))
+            .launch_type(aws_sdk_ecs::types::LaunchType::Ec2)
+            .send()
+            .await
+            .expect("run task");
+        let arn = run.tasks().first().and_then(|t| t.task_arn()).unwrap_or_else(|| panic!("no task started: {:?}", run.failures())).to_owned();
+        let reason = format!(
+            "cm-test:{{\"stopCode\": \"{stop_code}\", \"exitCode\": {exit_code}, \"reason\": \"Essential container in task exited\", \"containerReason\": \"game server crashed\"}}"
+        );
+        self.ecs.stop_task().cluster(cluster).task(&arn).reason(reason).send().await.expect("stop task");
+        arn.rsplit('/').next().unwrap().to_owned()
+    }
+
+    /// Id of the ASG's InService instance, if any.
+    pub async fn instance_id(&self, leaf: &Leaf) -> Option<String> {
+        let out = self.asg.describe_auto_scaling_groups().auto_scaling_group_names(&leaf.asg).send().await.expect("describe ASG");
+        let group = out.auto_scaling_groups().first()?;
+        let i = group.instances().iter().find(|i| i.lifecycle_state().map(|s| s.as_str()) == Some("InService"))?;
+        i.instance_id().map(str::to_owned)
     }
 
     /// Every alert the leaf's topic has delivered so far.

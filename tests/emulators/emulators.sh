@@ -286,7 +286,7 @@ print(*(s.getsockname()[1] for s in socks))') || { emulators_stop; return 1; }
         DNS_ADDRESS=0 \
         "$ls_venv/bin/python" "$_EMU_HERE/localstack_main.py" || { emulators_stop; return 1; }
     _emu_spawn moto "$run" "${clean_env[@]}" \
-        "$moto_venv/bin/moto_server" -H 127.0.0.1 -p "$moto_port" || { emulators_stop; return 1; }
+        "$moto_venv/bin/python" "$_EMU_HERE/moto_main.py" -H 127.0.0.1 -p "$moto_port" || { emulators_stop; return 1; }
     if ! ls_pid=$(_emu_pid "$run" localstack) || ! moto_pid=$(_emu_pid "$run" moto); then
         emulators_stop
         return 1

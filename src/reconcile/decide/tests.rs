@@ -8,13 +8,19 @@ use std::path::Path;
 use super::*;
 use crate::aws::asg::GroupInstance;
 use crate::config::Config;
+use crate::crashloop::ContainerExit;
 
 const IP: Ipv4Addr = Ipv4Addr::new(54, 1, 2, 3);
 
 fn leaf(ecs: bool) -> LeafConfig {
+    leaf_with(ecs, "")
+}
+
+/// A leaf whose `[leaf.watchdog]` has `extra` lines after the threshold (1175 B/s).
+fn leaf_with(ecs: bool, extra: &str) -> LeafConfig {
     let ecs = if ecs { "ecs_cluster = \"mc\"\necs_service = \"mc\"\n" } else { "" };
     let text = format!(
-        "[daemon]\nregion = \"us-west-2\"\nquery_log_group = \"g\"\n[[leaf]]\nname = \"mc\"\ndomain = \"mc.example.com\"\nhosted_zone_id = \"Z1\"\nasg = \"mc-asg\"\n{ecs}[leaf.watchdog]\nthreshold = 1175\n"
+        "[daemon]\nregion = \"us-west-2\"\nquery_log_group = \"g\"\n[[leaf]]\nname = \"mc\"\ndomain = \"mc.example.com\"\nhosted_zone_id = \"Z1\"\nasg = \"mc-asg\"\n{ecs}[leaf.watchdog]\nthreshold = 1175\n{extra}\n"
     );
     Config::parse(Path::new("t.toml"), &text).unwrap().leafs.remove(0)
 }
@@ -25,8 +31,11 @@ struct World {
     instances: HashMap<String, Instance>,
     record: Option<ARecord>,
     service: Option<Service>,
+    traffic: Option<Traffic>,
+    tasks: Vec<StoppedTask>,
     state: LeafState,
-    alerts: Vec<Transition>,
+    alerts: Vec<String>,
+    now: Timestamp,
 }
 
 impl World {
@@ -36,8 +45,11 @@ impl World {
             instances: HashMap::new(),
             record: Some(ARecord { values: vec!["0.0.0.0".into()], ttl: Some(1) }),
             service: ecs.map(|daemon| Service { name: "mc".into(), daemon, desired: 0 }),
+            traffic: None,
+            tasks: vec![],
             state: LeafState { announced: Some(Announced::Down), ..LeafState::default() },
             alerts: vec![],
+            now: Timestamp(1_000_000),
         }
     }
 
@@ -47,11 +59,13 @@ impl World {
             instances: &self.instances,
             record: Seen::Known(self.record.clone()),
             service: self.service.clone().map_or(ServiceSeen::NotConfigured, ServiceSeen::Known),
+            traffic: self.traffic.as_ref(),
+            stopped_tasks: &self.tasks,
         }
     }
 
     fn decide(&self, leaf: &LeafConfig) -> Plan {
-        decide(leaf, &self.observe(), &self.state, Timestamp(1_000_000))
+        decide(leaf, &self.observe(), &self.state, self.now)
     }
 
     /// Applies a plan as AWS would (instances launch at once, as on moto).
@@ -60,14 +74,19 @@ impl World {
             match action {
                 Action::Wake(_) => {
                     self.group.desired = 1;
-                    self.launch("i-1", Some(IP), 10);
+                    let n = self.group.instances.len() + 1;
+                    self.launch(&format!("i-{n}"), Some(IP), self.now.0);
+                }
+                Action::Sleep(s) => {
+                    self.scale_to_zero();
+                    self.alerts.push(s.cause.as_str().to_owned());
                 }
                 Action::PointRecord { ip, ttl } => self.record = Some(ARecord { values: vec![ip.to_string()], ttl: Some(*ttl) }),
                 Action::ScaleService { desired } => self.service.as_mut().unwrap().desired = *desired,
-                Action::Announce(t) => self.alerts.push(t.clone()),
-                Action::DropWake { .. } | Action::Adopt(_) => {}
+                Action::Announce(t) => self.alerts.push(kind(t).to_owned()),
+                Action::DropWake { .. } | Action::Adopt(_) | Action::NoteTasks { .. } | Action::EndQuarantine => {}
             }
-            action.record(&mut self.state);
+            action.record(&mut self.state, self.now);
         }
     }
 
@@ -94,6 +113,14 @@ impl World {
     }
 }
 
+fn kind(t: &Transition) -> &'static str {
+    match t {
+        Transition::Started { .. } => "started",
+        Transition::Stopped { .. } => "stopped",
+        Transition::LeftUp { .. } => "left_up",
+    }
+}
+
 fn query(at: i64) -> WakeRequest {
     WakeRequest { query_at: Timestamp(at), edge: "FRA6".into() }
 }
@@ -115,7 +142,8 @@ fn a_woken_leaf_gets_its_record_its_service_and_one_starting_alert() {
     w.converge(&leaf);
     assert_eq!(w.record, Some(ARecord { values: vec!["54.1.2.3".into()], ttl: Some(1) }));
     assert_eq!(w.service.as_ref().unwrap().desired, 1);
-    assert_eq!(w.alerts, vec![Transition::Started { instance: "i-1".into(), ip: IP, woken_by: Some(query(500)) }]);
+    assert_eq!(w.alerts, vec!["started"]);
+    assert_eq!(w.state.woken_by, Some(query(500)));
     assert!(w.decide(&leaf).actions.is_empty(), "a second look changes nothing");
 }
 
@@ -129,8 +157,7 @@ fn scaling_to_zero_resets_dns_and_service_with_one_stopped_alert() {
     w.converge(&leaf);
     assert_eq!(w.record, Some(ARecord { values: vec!["0.0.0.0".into()], ttl: Some(1) }));
     assert_eq!(w.service.as_ref().unwrap().desired, 0);
-    assert_eq!(w.alerts.len(), 2);
-    assert_eq!(w.alerts[1], Transition::Stopped { instance: "i-1".into() });
+    assert_eq!(w.alerts, vec!["started", "stopped"]);
 }
 
 #[test]
@@ -152,7 +179,7 @@ fn a_query_for_a_leaf_already_waking_makes_no_second_wake() {
     w.group.desired = 1;
     w.state.request_wake(Timestamp(500), "FRA6");
     let plan = w.decide(&leaf);
-    assert_eq!(plan.actions, vec![Action::DropWake { why: "the ASG already wants an instance" }]);
+    assert_eq!(plan.actions, vec![Action::DropWake { why: "the ASG already wants an instance".into(), notable: false }]);
 }
 
 #[test]
@@ -241,8 +268,7 @@ fn a_replaced_instance_is_announced_down_then_up() {
     w.converge(&leaf);
     w.launch("i-2", Some(Ipv4Addr::new(9, 9, 9, 9)), 30);
     w.converge(&leaf);
-    let kinds: Vec<_> = w.alerts.iter().map(|t| matches!(t, Transition::Started { .. })).collect();
-    assert_eq!(kinds, vec![true, false, true]);
+    assert_eq!(w.alerts, vec!["started", "stopped", "started"]);
     assert_eq!(w.record.unwrap().values, vec!["9.9.9.9".to_string()]);
 }
 
@@ -261,7 +287,7 @@ fn restart_after_every_action_never_repeats_an_alert() {
                 if done == stop_after {
                     break 'outer; // killed here; the state of the earlier actions persisted
                 }
-                w.apply(&Plan { phase: plan.phase.clone(), actions: vec![action.clone()], waiting_for: None });
+                w.apply(&Plan { phase: plan.phase.clone(), actions: vec![action.clone()], waiting_for: None, evaluation: None });
                 done += 1;
             }
         }
@@ -269,4 +295,200 @@ fn restart_after_every_action_never_repeats_an_alert() {
         assert_eq!(w.alerts.len(), 1, "stop after {stop_after} actions: {:?}", w.alerts);
         assert_eq!(w.group.desired, 1);
     }
+}
+
+const MIN: i64 = 60_000;
+
+/// A watchdog of 1-minute periods, idle after 3 minutes.
+fn fast_leaf(extra: &str) -> LeafConfig {
+    leaf_with(true, &format!("period = \"1m\"\nidle_after = \"3m\"\n{extra}"))
+}
+
+impl World {
+    /// Wakes the leaf at minute `at` and converges.
+    fn woken_at(leaf: &LeafConfig, at: i64) -> Self {
+        let mut w = World::asleep(Some(false));
+        w.now = Timestamp(at * MIN);
+        w.state.request_wake(w.now, "FRA6");
+        w.converge(leaf);
+        w
+    }
+
+    /// Moves the clock to minute `at` with `bytes` per period of NetworkIn since the wake.
+    fn at_minute(&mut self, at: i64, bytes: f64) {
+        self.now = Timestamp(at * MIN + 30_000);
+        let mut t = Traffic::default();
+        for m in 0..at {
+            t.network_in.insert(m * MIN, bytes);
+        }
+        self.traffic = Some(t);
+    }
+}
+
+#[test]
+fn a_stopping_instance_gets_the_idle_record_at_once_and_no_alert_yet() {
+    let leaf = leaf(true);
+    let mut w = World::asleep(Some(false));
+    w.state.request_wake(Timestamp(500), "FRA6");
+    w.converge(&leaf);
+    w.group.desired = 0; // an operator scaled it down; the instance is still terminating
+    let plan = w.decide(&leaf);
+    assert_eq!(plan.phase, Phase::Stopping { instance: "i-1".into() });
+    assert_eq!(plan.actions, vec![Action::PointRecord { ip: Ipv4Addr::UNSPECIFIED, ttl: 1 }, Action::ScaleService { desired: 0 }]);
+}
+
+#[test]
+fn an_idle_leaf_is_stopped_with_one_alert_saying_why() {
+    let leaf = fast_leaf("");
+    let mut w = World::woken_at(&leaf, 10);
+    w.at_minute(14, 100.0);
+    let plan = w.decide(&leaf);
+    let Some(Action::Sleep(s)) = plan.actions.last() else { panic!("{plan:?}") };
+    assert_eq!(s.cause, SleepCause::Idle);
+    assert!(s.detail.contains("idle for 3m") && s.detail.contains("2 B/s"), "{}", s.detail);
+    w.apply(&plan);
+    w.converge(&leaf);
+    assert_eq!(w.alerts, vec!["started", "idle"], "the idle alert is the stop's only alert");
+    assert_eq!(w.record.as_ref().unwrap().values, vec!["0.0.0.0".to_string()]);
+    assert_eq!(w.service.as_ref().unwrap().desired, 0);
+}
+
+#[test]
+fn a_busy_leaf_stays_up() {
+    let leaf = fast_leaf("");
+    let mut w = World::woken_at(&leaf, 10);
+    w.at_minute(20, 1175.0 * 60.0 + 1.0);
+    let plan = w.decide(&leaf);
+    assert!(plan.actions.is_empty(), "{plan:?}");
+    assert!(matches!(plan.evaluation.unwrap().verdict, Verdict::Busy { .. }));
+}
+
+#[test]
+fn a_leaf_woken_less_than_idle_after_ago_is_not_judged_idle() {
+    let leaf = fast_leaf("");
+    let mut w = World::woken_at(&leaf, 10);
+    w.at_minute(12, 0.0);
+    assert!(w.decide(&leaf).actions.is_empty());
+}
+
+#[test]
+fn a_query_while_the_leaf_is_stopping_wakes_it_again() {
+    let leaf = fast_leaf("");
+    let mut w = World::woken_at(&leaf, 10);
+    w.at_minute(14, 0.0);
+    let plan = w.decide(&leaf);
+    w.apply(&plan);
+    // The player is back a second after the decision.
+    w.now = w.now.plus_ms(1000);
+    w.state.request_wake(w.now, "FRA6");
+    assert!(matches!(w.decide(&leaf).actions.first(), Some(Action::Wake(_))));
+}
+
+#[test]
+fn a_late_query_from_before_the_sleep_decision_does_not_wake() {
+    let leaf = fast_leaf("");
+    let mut w = World::woken_at(&leaf, 10);
+    w.at_minute(14, 0.0);
+    let decided = w.now;
+    let plan = w.decide(&leaf);
+    w.apply(&plan);
+    w.state.request_wake(decided.minus_ms(5_000), "FRA6");
+    let plan = w.decide(&leaf);
+    assert!(matches!(&plan.actions[0], Action::DropWake { notable: true, .. }), "{plan:?}");
+}
+
+#[test]
+fn left_up_alerts_once_and_keeps_running() {
+    let leaf = fast_leaf("left_up_after = \"1h\"");
+    let mut w = World::woken_at(&leaf, 10);
+    w.now = Timestamp(71 * MIN);
+    w.converge(&leaf);
+    w.now = Timestamp(72 * MIN);
+    w.converge(&leaf);
+    assert_eq!(w.alerts, vec!["started", "left_up"]);
+    assert_eq!(w.group.desired, 1);
+}
+
+#[test]
+fn left_up_with_stop_scales_down() {
+    let leaf = fast_leaf("left_up_after = \"1h\"\nleft_up_stop = true");
+    let mut w = World::woken_at(&leaf, 10);
+    w.now = Timestamp(71 * MIN);
+    w.converge(&leaf);
+    assert_eq!(w.alerts, vec!["started", "left_up"]);
+    assert_eq!(w.group.desired, 0);
+    assert_eq!(w.state.slept.as_ref().map(|s| s.cause), Some(SleepCause::LeftUp));
+}
+
+fn crashed(arn: &str, at_min: i64) -> StoppedTask {
+    StoppedTask {
+        arn: format!("arn:aws:ecs:us-west-2:1:task/mc/{arn}"),
+        stop_code: Some("EssentialContainerExited".into()),
+        stopped_reason: Some("Essential container in task exited".into()),
+        stopped_at: Some(Timestamp(at_min * MIN)),
+        containers: vec![ContainerExit { name: "game".into(), exit_code: Some(1), reason: None, essential: true }],
+    }
+}
+
+#[test]
+fn a_crash_stops_the_leaf_and_quarantines_it_until_the_cooldown_ends() {
+    let leaf = leaf_with(true, "[leaf.crash_loop]\ncooldown = \"30m\"");
+    let mut w = World::woken_at(&leaf, 10);
+    w.now = Timestamp(11 * MIN);
+    w.tasks = vec![crashed("t1", 11)];
+    w.converge(&leaf);
+    assert_eq!(w.alerts, vec!["started", "crash_loop"]);
+    assert_eq!(w.group.desired, 0);
+    assert_eq!(w.record.as_ref().unwrap().values, vec!["0.0.0.0".to_string()]);
+    let q = w.state.quarantine.clone().expect("quarantined");
+    assert_eq!(q.until, Timestamp(41 * MIN));
+    assert!(q.detail.contains("t1") && q.detail.contains("exit code 1"), "{}", q.detail);
+
+    // A player during the cooldown: no wake, and the same crashed task is not recounted.
+    w.now = Timestamp(20 * MIN);
+    w.state.request_wake(w.now, "FRA6");
+    w.converge(&leaf);
+    assert_eq!(w.group.desired, 0, "quarantined");
+    assert!(w.state.wake.is_none());
+
+    // After it: the next query wakes it.
+    w.now = Timestamp(42 * MIN);
+    w.state.request_wake(w.now, "FRA6");
+    w.converge(&leaf);
+    assert_eq!(w.group.desired, 1);
+    assert!(w.state.quarantine.is_none());
+    assert_eq!(w.alerts, vec!["started", "crash_loop", "started"]);
+}
+
+#[test]
+fn crashes_count_only_inside_the_window_and_each_task_once_across_restarts() {
+    let leaf = leaf_with(true, "[leaf.crash_loop]\nmax_failures = 2\nwindow = \"15m\"");
+    let mut w = World::woken_at(&leaf, 10);
+    w.now = Timestamp(11 * MIN);
+    w.tasks = vec![crashed("t1", 11)];
+    w.converge(&leaf);
+    // Restart: the state goes through the state file, the task is listed again.
+    w.state = serde_json::from_str(&serde_json::to_string(&w.state).unwrap()).unwrap();
+    w.now = Timestamp(12 * MIN);
+    w.converge(&leaf);
+    assert_eq!(w.group.desired, 1, "one failure, counted once, is below max_failures 2");
+    // A second failure 20 minutes later: the first is outside the window.
+    w.now = Timestamp(31 * MIN);
+    w.tasks.push(crashed("t2", 31));
+    w.converge(&leaf);
+    assert_eq!(w.group.desired, 1);
+    w.tasks.push(crashed("t3", 32));
+    w.now = Timestamp(32 * MIN);
+    w.converge(&leaf);
+    assert_eq!(w.group.desired, 0, "t2 and t3 within 15 minutes");
+}
+
+#[test]
+fn a_restart_between_the_idle_decision_and_its_effect_decides_the_same() {
+    let leaf = fast_leaf("");
+    let mut w = World::woken_at(&leaf, 10);
+    w.at_minute(14, 0.0);
+    let before = w.decide(&leaf);
+    w.state = serde_json::from_str(&serde_json::to_string(&w.state).unwrap()).unwrap();
+    assert_eq!(w.decide(&leaf).actions, before.actions);
 }
