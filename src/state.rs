@@ -161,8 +161,11 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
+    /// A directory of its own for each test (they run in parallel).
     fn temp_dir() -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("cm-state-test-{}-{}", std::process::id(), crate::clock::now().0));
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("cm-state-test-{}-{}-{n}", std::process::id(), crate::clock::now().0));
         std::fs::create_dir_all(&dir).unwrap();
         dir
     }
