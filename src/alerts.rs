@@ -46,10 +46,11 @@ pub fn for_transition(leaf: &LeafConfig, t: &Transition) -> Alert {
     let (name, domain) = (leaf.name().as_str(), leaf.domain().as_str());
     let (kind, instance, subject, body) = match t {
         Transition::Started { instance, ip, woken_by } => {
-            let why = woken_by.as_ref().map_or_else(
-                || format!("instance {instance} came up (the ASG was scaled outside the daemon)"),
-                |w| format!("a DNS query for {domain} at {} (edge {}) woke it", w.query_at, w.edge),
-            );
+            let why = match woken_by {
+                None => format!("instance {instance} came up (the ASG was scaled outside the daemon)"),
+                Some(w) if w.edge == crate::reconcile::decide::OPERATOR => format!("an operator woke it (containerd wake) at {}", w.query_at),
+                Some(w) => format!("a DNS query for {domain} at {} (edge {}) woke it", w.query_at, w.edge),
+            };
             (
                 "starting",
                 instance,
@@ -88,6 +89,7 @@ pub fn for_sleep(leaf: &LeafConfig, sleep: &Sleep, at: crate::clock::Timestamp) 
         crate::leaf::SleepCause::Idle => format!("{name} is idle: stopping it"),
         crate::leaf::SleepCause::LeftUp => format!("{name} was left up: stopping it"),
         crate::leaf::SleepCause::CrashLoop => format!("{name} keeps crashing: stopped and quarantined"),
+        crate::leaf::SleepCause::Manual => format!("{name} is being stopped by an operator"),
     };
     let instance = sleep.instance.as_deref().unwrap_or("none");
     let body = format!(

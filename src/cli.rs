@@ -1,8 +1,12 @@
-//! Command line: `containerd --config F` runs the daemon; subcommands do one thing.
+//! Command line: `containerd --config F` runs the daemon; subcommands do one thing each.
 
 use std::path::PathBuf;
 
+use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::Config;
+use crate::control;
 
 /// Wakes container leafs on AWS when their domain is queried and puts them back to sleep.
 #[derive(Debug, Parser)]
@@ -26,6 +30,20 @@ pub enum Command {
     Run,
     /// Validate the config file without touching AWS; exit 2 if it is invalid.
     Check,
+    /// Show the running daemon's leafs (from its /status).
+    Status,
+    /// Wake a leaf now through the running daemon (also ends a crash-loop quarantine).
+    Wake {
+        /// Leaf name.
+        leaf: String,
+    },
+    /// Stop a leaf now through the running daemon (one alert says an operator did it).
+    Sleep {
+        /// Leaf name.
+        leaf: String,
+    },
+    /// Print the least-privilege IAM policy for the configured leafs.
+    IamPolicy,
 }
 
 /// Log output format.
@@ -35,4 +53,60 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line, for log shippers.
     Json,
+}
+
+/// `containerd iam-policy`.
+pub fn iam_policy(config: &Config) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(&crate::iam::policy(config))?);
+    Ok(())
+}
+
+/// `containerd status`: one line per leaf.
+pub async fn status(config: &Config) -> anyhow::Result<()> {
+    let addr = control::connect_addr(config.daemon.listen);
+    let (code, body) = control::request(addr, "GET", "/status", None).await?;
+    if code != 200 {
+        bail!("the daemon answered {code}: {body}");
+    }
+    let status: serde_json::Value = serde_json::from_str(&body).context("the daemon's /status is not JSON")?;
+    println!("{:<20} {:<9} {:<16} {:>7} {:>12} {:>6}  LAST DECISION", "LEAF", "PHASE", "IP", "DESIRED", "ACTIVITY B/s", "IDLE");
+    for leaf in status["leafs"].as_array().into_iter().flatten() {
+        let text = |k: &str| leaf[k].as_str().unwrap_or("-").to_owned();
+        let activity = leaf["activity_bytes_per_s"].as_f64().map_or("-".into(), |a| format!("{a:.0}/{}", leaf["threshold"]));
+        let decision = leaf["last_decision"]["what"].as_str().map_or_else(|| "-".to_owned(), |w| format!("{w}: {}", leaf["last_decision"]["why"].as_str().unwrap_or("")));
+        let mut phase = text("phase");
+        if leaf["quarantined_until"].is_string() {
+            phase.push('*');
+        }
+        println!(
+            "{:<20} {:<9} {:<16} {:>7} {:>12} {:>6}  {decision}",
+            text("name"),
+            phase,
+            text("ip"),
+            leaf["desired"].as_i64().map_or("-".into(), |d| d.to_string()),
+            activity,
+            leaf["idle_streak"].as_u64().map_or("-".into(), |d| d.to_string()),
+        );
+    }
+    println!("{}", status["summary"].as_str().unwrap_or(""));
+    if !status["healthy"].as_bool().unwrap_or(false) {
+        println!("UNHEALTHY: {}", status["problem"].as_str().unwrap_or("unknown"));
+    }
+    Ok(())
+}
+
+/// `containerd wake|sleep LEAF`.
+pub async fn command(config: &Config, leaf: &str, command: &str) -> anyhow::Result<()> {
+    let path = control::token_path(&config.daemon);
+    let token = control::read_token(&path)
+        .with_context(|| format!("cannot read the control token {} (run as root or as the daemon's user)", path.display()))?;
+    let addr = control::connect_addr(config.daemon.listen);
+    let (code, body) = control::request(addr, "POST", &format!("/leafs/{leaf}/{command}"), Some(&token)).await?;
+    match code {
+        202 => {
+            println!("{command} {leaf}: accepted; `containerd status` shows its progress");
+            Ok(())
+        }
+        _ => bail!("the daemon refused ({code}): {}", body.trim()),
+    }
 }

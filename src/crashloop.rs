@@ -67,7 +67,9 @@ pub fn failure(task: &StoppedTask, now: Timestamp) -> Option<Failure> {
     let code = task.stop_code.as_deref()?;
     let failed = match code {
         "TaskFailedToStart" => task.containers.iter().find(|c| c.essential).or(task.containers.first()),
-        "EssentialContainerExited" => task.containers.iter().find(|c| c.essential && c.exit_code != Some(0)),
+        // No exit code at all means the container was killed (e.g. with its instance),
+        // not that it failed: only a reported non-zero code counts.
+        "EssentialContainerExited" => task.containers.iter().find(|c| c.essential && c.exit_code.is_some_and(|code| code != 0)),
         _ => None,
     };
     if code != "TaskFailedToStart" && failed.is_none() {
@@ -138,6 +140,7 @@ mod tests {
     fn clean_exits_sidecars_and_our_own_stops_are_not_failures() {
         assert!(failure(&task("EssentialContainerExited", &[(true, Some(0))]), Timestamp(0)).is_none());
         assert!(failure(&task("EssentialContainerExited", &[(true, Some(0)), (false, Some(1))]), Timestamp(0)).is_none());
+        assert!(failure(&task("EssentialContainerExited", &[(true, None)]), Timestamp(0)).is_none());
         assert!(failure(&task("ServiceSchedulerInitiated", &[(true, Some(143))]), Timestamp(0)).is_none());
         assert!(failure(&task("UserInitiated", &[(true, Some(1))]), Timestamp(0)).is_none());
         let mut no_code = task("x", &[(true, Some(1))]);

@@ -1,25 +1,55 @@
-//! `containerd run`: wires the workers together and runs them until shutdown.
+//! `containerd run`: wires the workers, the HTTP endpoint and systemd together and runs
+//! them until shutdown; SIGHUP reloads the config.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::alerts;
 use crate::aws::Aws;
 use crate::config::Config;
-use crate::reconcile::Reconciler;
+use crate::http::{self, Http};
+use crate::notify::Notifier;
+use crate::reconcile::{Reconciler, Shared};
 use crate::state::{StateError, StateStore};
+use crate::status::Status;
 use crate::tail::Tail;
 use crate::worker::{self, Activator, WorkerStatus};
-use crate::alerts;
 
-/// Runs the daemon until `cancel` fires, then lets every worker finish its current
-/// activation and saves the state.
-pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), StateError> {
-    let config = Arc::new(config);
+/// Why the daemon could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The state file could not be opened or written.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// `listen` could not be bound, or the control token written.
+    #[error("{what}: {source}")]
+    Io {
+        /// What failed.
+        what: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// Runs the daemon for the config at `path` (already loaded as `config`) until `cancel`
+/// fires, then lets every worker finish its current activation and saves the state.
+pub async fn run(path: PathBuf, config: Config, cancel: CancellationToken) -> Result<(), DaemonError> {
+    let notifier = Notifier::from_env();
     let store = Arc::new(StateStore::open(&config.daemon.state_file)?);
     alerts::recover(&store);
+    let token_path = crate::control::token_path(&config.daemon);
+    let token = crate::control::ensure_token(&token_path).map_err(|source| DaemonError::Io { what: format!("control token {}", token_path.display()), source })?;
+    let listener = TcpListener::bind(config.daemon.listen)
+        .await
+        .map_err(|source| DaemonError::Io { what: format!("cannot listen on {}", config.daemon.listen), source })?;
+    let listening = listener.local_addr().map_err(|source| DaemonError::Io { what: "listen address".into(), source })?;
     let aws = Aws::connect(&config.daemon).await;
     tracing::info!(
         leafs = config.leafs.len(),
@@ -27,17 +57,27 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), StateE
         query_log_region = %config.daemon.query_log_region,
         dry_run = config.daemon.dry_run,
         state_file = %config.daemon.state_file.display(),
+        http = %listening,
         "container-manager started"
     );
 
+    let intervals = (config.daemon.poll_interval.0, config.daemon.reconcile_interval.0);
+    let (config_tx, config_rx) = watch::channel(Arc::new(config));
     let tracker = TaskTracker::new();
     let reconcile_now = Activator::default();
-    let (tail_status, _) = watch::channel(WorkerStatus::default());
-    let (reconcile_status, _) = watch::channel(WorkerStatus::default());
-    let tail = Tail::new(&config, aws.logs.clone(), Arc::clone(&store), reconcile_now.clone());
-    tracker.spawn(worker::run(tail, config.daemon.poll_interval.0, Activator::default(), cancel.clone(), tail_status));
-    let reconciler = Reconciler::new(Arc::clone(&config), aws, Arc::clone(&store), reconcile_now.clone());
-    tracker.spawn(worker::run(reconciler, config.daemon.reconcile_interval.0, reconcile_now, cancel.clone(), reconcile_status));
+    let (tail_status, tail_rx) = watch::channel(WorkerStatus::default());
+    let (reconcile_status, reconcile_rx) = watch::channel(WorkerStatus::default());
+    let stall_after = (intervals.0.max(intervals.1) * 3).max(Duration::from_secs(60));
+    let status = Arc::new(Status::new(tail_rx, reconcile_rx, stall_after));
+
+    let tail = Tail::new(config_rx.clone(), aws.logs.clone(), Arc::clone(&store), reconcile_now.clone());
+    tracker.spawn(worker::run(tail, intervals.0, Activator::default(), cancel.clone(), tail_status));
+    let shared = Shared { config: config_rx.clone(), aws, store: Arc::clone(&store), status: Arc::clone(&status), again: reconcile_now.clone() };
+    tracker.spawn(worker::run(Reconciler::new(shared), intervals.1, reconcile_now.clone(), cancel.clone(), reconcile_status));
+    let http = Arc::new(Http { status: Arc::clone(&status), store: Arc::clone(&store), reconcile: reconcile_now.clone(), token, config: config_rx });
+    tracker.spawn(http::serve(listener, http, cancel.clone()));
+    tracker.spawn(reload_on_sighup(path, config_tx, reconcile_now, cancel.clone()));
+    tracker.spawn(feed_systemd(notifier, Arc::clone(&status), cancel.clone()));
     tracker.close();
 
     cancel.cancelled().await;
@@ -45,4 +85,77 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), StateE
     store.save().await?;
     tracing::info!("stopped; state saved");
     Ok(())
+}
+
+/// SIGHUP re-reads the config. A bad file is reported and ignored: the old config
+/// keeps running. Leafs added, removed or changed take effect on the next tick.
+async fn reload_on_sighup(path: PathBuf, tx: watch::Sender<Arc<Config>>, reconcile: Activator, cancel: CancellationToken) {
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGHUP; config reload disabled");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            _ = hup.recv() => {}
+        }
+        reload(&path, &tx);
+        reconcile.activate();
+    }
+}
+
+fn reload(path: &Path, tx: &watch::Sender<Arc<Config>>) {
+    match Config::load(path) {
+        Ok(new) => {
+            let old = Arc::clone(&tx.borrow());
+            for (key, changed) in [
+                ("region", old.daemon.region != new.daemon.region),
+                ("query_log_region", old.daemon.query_log_region != new.daemon.query_log_region),
+                ("state_file", old.daemon.state_file != new.daemon.state_file),
+                ("listen", old.daemon.listen != new.daemon.listen),
+                ("poll_interval", old.daemon.poll_interval != new.daemon.poll_interval),
+                ("reconcile_interval", old.daemon.reconcile_interval != new.daemon.reconcile_interval),
+            ] {
+                if changed {
+                    tracing::warn!(key, "[daemon] {key} changed: it takes effect at the next restart");
+                }
+            }
+            let names = |c: &Config| c.leafs.iter().map(|l| l.name().to_string()).collect::<std::collections::BTreeSet<_>>();
+            let (before, after) = (names(&old), names(&new));
+            let added: Vec<&String> = after.difference(&before).collect();
+            let removed: Vec<&String> = before.difference(&after).collect();
+            crate::events::config_reloaded(path, new.leafs.len(), &added, &removed, None);
+            tx.send_replace(Arc::new(new));
+        }
+        Err(e) => crate::events::config_reloaded(path, 0, &[], &[], Some(&e.to_string())),
+    }
+}
+
+/// READY=1 once AWS has answered, WATCHDOG=1 while the loops make progress, STATUS=
+/// with a one-line summary, STOPPING=1 on shutdown.
+async fn feed_systemd(notifier: Notifier, status: Arc<Status>, cancel: CancellationToken) {
+    let every = Notifier::watchdog_usec().map_or(Duration::from_secs(5), |us| Duration::from_micros(us / 2).max(Duration::from_millis(100)));
+    let mut ticks = tokio::time::interval(every.min(Duration::from_secs(5)));
+    let mut ready = false;
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            _ = ticks.tick() => {}
+        }
+        let mut message = format!("STATUS={}", status.summary());
+        if !ready && status.aws_reachable() {
+            ready = true;
+            message.push_str("\nREADY=1");
+            tracing::info!("ready: config loaded and AWS answering");
+        }
+        match status.stalled() {
+            None => message.push_str("\nWATCHDOG=1"),
+            Some(why) => tracing::error!(why, "a loop is stuck: not feeding the systemd watchdog"),
+        }
+        notifier.send(&message);
+    }
+    notifier.send("STOPPING=1\nSTATUS=stopping");
 }

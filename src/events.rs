@@ -90,3 +90,23 @@ pub fn watchdog_evaluated(leaf: &str, threshold: f64, evaluation: &crate::watchd
     gauge("cm_leaf_idle_periods", "Consecutive idle periods at the end of the window", &[("leaf", leaf)], evaluation.idle_streak as f64);
     tracing::debug!(leaf, threshold, idle_streak = evaluation.idle_streak, verdict = ?evaluation.verdict, periods = %evaluation.figures(), "watchdog");
 }
+
+/// A log group was read; the lag is now minus the newest event seen in it.
+pub fn tail_polled(group: &str, newest: Option<crate::clock::Timestamp>, now: crate::clock::Timestamp) {
+    use crate::metrics::gauge;
+    if let Some(newest) = newest {
+        #[allow(clippy::cast_precision_loss, reason = "milliseconds of lag fit an f64 exactly")]
+        gauge("cm_tail_lag_seconds", "Now minus the newest query-log event seen, per log group", &[("group", group)], now.since(newest) as f64 / 1000.0);
+    }
+    count("cm_tail_polls_total", "Query-log reads per log group", &[("group", group)], 1);
+}
+
+/// SIGHUP re-read the config (error: it was refused and the old one keeps running).
+pub fn config_reloaded(path: &std::path::Path, leafs: usize, added: &[&String], removed: &[&String], error: Option<&str>) {
+    let outcome = if error.is_some() { "refused" } else { "applied" };
+    count("cm_config_reloads_total", "SIGHUP config reloads by outcome", &[("outcome", outcome)], 1);
+    match error {
+        None => tracing::info!(path = %path.display(), leafs, ?added, ?removed, "config reloaded"),
+        Some(e) => tracing::error!(path = %path.display(), error = e, "config reload refused; the previous config keeps running"),
+    }
+}

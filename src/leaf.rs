@@ -66,6 +66,26 @@ pub struct LeafState {
     /// Instance for which the "left up" alert was sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub left_up_alerted: Option<String>,
+    /// An operator's `containerd wake` or `containerd sleep`, not yet acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manual: Option<Manual>,
+}
+
+/// An operator's command, given through the running daemon so that its state, alerts
+/// and quarantine stay right.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "command")]
+pub enum Manual {
+    /// Wake the leaf now, quarantine or not.
+    Wake {
+        /// When it was asked.
+        at: Timestamp,
+    },
+    /// Stop the leaf now.
+    Sleep {
+        /// When it was asked.
+        at: Timestamp,
+    },
 }
 
 /// Why the daemon stopped a leaf.
@@ -78,6 +98,8 @@ pub enum SleepCause {
     LeftUp,
     /// Its container kept failing.
     CrashLoop,
+    /// An operator ran `containerd sleep`.
+    Manual,
 }
 
 impl SleepCause {
@@ -87,6 +109,7 @@ impl SleepCause {
             Self::Idle => "idle",
             Self::LeftUp => "left_up",
             Self::CrashLoop => "crash_loop",
+            Self::Manual => "manual",
         }
     }
 }
@@ -100,6 +123,9 @@ pub struct Slept {
     pub cause: SleepCause,
     /// The figures behind it, as told in the alert.
     pub detail: String,
+    /// The instance that was running; the daemon does not decide to stop it twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
 }
 
 /// A crash-loop quarantine.
@@ -112,10 +138,19 @@ pub struct Quarantine {
 }
 
 impl LeafState {
+    /// Forgets the pending wake if it is the one decided on (or older): the tail may
+    /// have recorded a newer query while the reconciler was deciding.
+    pub fn settle_wake(&mut self, decided: Timestamp) {
+        if self.wake.as_ref().is_some_and(|w| w.query_at <= decided) {
+            self.wake = None;
+        }
+    }
+
     /// Records a DNS query for the leaf. Several queries before the wake is acted on
-    /// make one request (the earliest, which is what the player waited since).
+    /// make one request: the newest, so that a player coming back right after the
+    /// daemon stopped the leaf is not mistaken for a late line from before the stop.
     pub fn request_wake(&mut self, query_at: Timestamp, edge: &str) {
-        if self.wake.as_ref().is_none_or(|w| query_at < w.query_at) {
+        if self.wake.as_ref().is_none_or(|w| query_at > w.query_at) {
             self.wake = Some(WakeRequest { query_at, edge: edge.to_owned() });
         }
         if self.last_query_at.is_none_or(|t| query_at > t) {
@@ -163,12 +198,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn repeated_queries_keep_the_earliest_wake_and_the_newest_query() {
+    fn repeated_queries_make_one_request_for_the_newest() {
         let mut s = LeafState::default();
         s.request_wake(Timestamp(2000), "FRA6");
         s.request_wake(Timestamp(1000), "IAD1");
         s.request_wake(Timestamp(3000), "LHR2");
-        assert_eq!(s.wake.as_ref().map(|w| (w.query_at, w.edge.as_str())), Some((Timestamp(1000), "IAD1")));
+        assert_eq!(s.wake.as_ref().map(|w| (w.query_at, w.edge.as_str())), Some((Timestamp(3000), "LHR2")));
         assert_eq!(s.last_query_at, Some(Timestamp(3000)));
+    }
+
+    #[test]
+    fn a_query_recorded_while_deciding_is_not_forgotten() {
+        let mut s = LeafState::default();
+        s.request_wake(Timestamp(1000), "FRA6");
+        s.request_wake(Timestamp(5000), "FRA6"); // arrived during the tick
+        s.settle_wake(Timestamp(1000));
+        assert_eq!(s.wake.as_ref().map(|w| w.query_at), Some(Timestamp(5000)));
+        s.settle_wake(Timestamp(5000));
+        assert!(s.wake.is_none());
     }
 }

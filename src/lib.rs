@@ -17,6 +17,9 @@
 //! - [`worker`]: the generic periodic driver every loop runs under.
 //! - [`leaf`], [`clock`]: domain types and time as data.
 //! - [`events`], [`metrics`]: one function per event, logging and counting together.
+//! - [`status`], [`http`]: `/status`, `/metrics`, `/healthz` and operator commands.
+//! - [`control`]: the control token and the CLI's client; [`notify`]: systemd.
+//! - [`iam`]: the least-privilege policy, from the table of every AWS call made.
 //! - [`daemon`], [`cli`], [`shutdown`]: wiring.
 
 pub mod alerts;
@@ -24,14 +27,19 @@ pub mod aws;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod control;
 pub mod crashloop;
 pub mod daemon;
 pub mod events;
+pub mod http;
+pub mod iam;
 pub mod leaf;
 pub mod metrics;
+pub mod notify;
 pub mod reconcile;
 pub mod shutdown;
 pub mod state;
+pub mod status;
 pub mod tail;
 pub mod watchdog;
 pub mod worker;

@@ -1,10 +1,10 @@
-//! `containerd`: parse the command line, load the config, run. Wiring only.
+//! `containerd`: parse the command line, load the config, dispatch. Wiring only.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use container_manager::cli::{Cli, Command, LogFormat};
+use container_manager::cli::{self, Cli, Command, LogFormat};
 use container_manager::config::Config;
 use container_manager::{daemon, shutdown};
 use tracing_subscriber::EnvFilter;
@@ -28,16 +28,6 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match cli.command.unwrap_or(Command::Run) {
-        Command::Check => {
-            println!("{}: OK, {} leafs", cli.config.display(), config.leafs.len());
-            ExitCode::SUCCESS
-        }
-        Command::Run => run(config),
-    }
-}
-
-fn run(config: Config) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -45,20 +35,27 @@ fn run(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async {
-        let cancel = match shutdown::on_signals() {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for signals");
-                return ExitCode::FAILURE;
+    let result = runtime.block_on(async {
+        match cli.command.unwrap_or(Command::Run) {
+            Command::Check => {
+                println!("{}: OK, {} leafs", cli.config.display(), config.leafs.len());
+                Ok(())
             }
-        };
-        match daemon::run(config, cancel).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                tracing::error!(error = %e, "stopped on error");
-                ExitCode::FAILURE
+            Command::IamPolicy => cli::iam_policy(&config),
+            Command::Status => cli::status(&config).await,
+            Command::Wake { leaf } => cli::command(&config, &leaf, "wake").await,
+            Command::Sleep { leaf } => cli::command(&config, &leaf, "sleep").await,
+            Command::Run => {
+                let cancel = shutdown::on_signals()?;
+                daemon::run(cli.config.clone(), config, cancel).await.map_err(anyhow::Error::from)
             }
         }
-    })
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("containerd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

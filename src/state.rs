@@ -121,6 +121,17 @@ impl StateStore {
         f(&mut inner.state)
     }
 
+    /// Changes the state; `f` says whether anything worth writing changed, so a poll
+    /// that found nothing new does not rewrite the file.
+    pub fn change<R>(&self, f: impl FnOnce(&mut State) -> (R, bool)) -> R {
+        let mut inner = self.lock();
+        let (result, changed) = f(&mut inner.state);
+        if changed {
+            inner.generation += 1;
+        }
+        result
+    }
+
     /// Writes the state if it changed since the last write.
     pub async fn save(&self) -> Result<(), StateError> {
         let mut written = self.write.lock().await;

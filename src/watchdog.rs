@@ -67,6 +67,19 @@ pub enum Verdict {
     },
 }
 
+impl Verdict {
+    /// Short name for `/status` and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Verdict::TooSoon => "too_soon",
+            Verdict::DnsActivity { .. } => "dns_activity",
+            Verdict::MissingData { .. } => "missing_data",
+            Verdict::Busy { .. } => "busy",
+            Verdict::Idle { .. } => "idle",
+        }
+    }
+}
+
 /// The verdict with the periods it looked at (newest last).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Evaluation {

@@ -61,7 +61,7 @@ async fn a_leaf_with_players_stays_up() {
 async fn dns_queries_keep_a_quiet_leaf_up() {
     let world = World::new().await;
     let leaf = world.leaf(LeafOptions { ecs: Ecs::None, ..LeafOptions::default() }).await;
-    let _daemon = Daemon::start(&world.config_with(&[&leaf], "", WATCHDOG));
+    let daemon = Daemon::start(&world.config_with(&[&leaf], "", WATCHDOG));
     woken(&world, &leaf).await;
 
     // No traffic to speak of, but a player's resolver asks every few seconds.
@@ -82,4 +82,5 @@ async fn dns_queries_keep_a_quiet_leaf_up() {
     })
     .await;
     assert!(stopped.is_none(), "DNS activity counts as activity whatever the bytes");
+    assert!(!daemon.lines_with(&["watchdog", "DnsActivity"]).is_empty(), "the watchdog judged it and saw the queries");
 }

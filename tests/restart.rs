@@ -38,7 +38,16 @@ async fn killed_right_after_reading_a_query_it_still_wakes_exactly_once() {
     first.wait_for_log(&["adopting"], WAKE).await;
 
     world.query_now(&leaf).await;
-    first.wait_for_log(&["wake requested"], WAKE).await;
+    // Kill as soon as the wake request is in the state file, before or after the ASG
+    // call: both orders must end with exactly one wake.
+    let state = world.state_file();
+    eventually("the wake request in the state file", WAKE, || async {
+        let text = std::fs::read_to_string(&state).unwrap_or_default();
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        let leaf_state = &json["leafs"][&leaf.name];
+        (leaf_state.get("wake").is_some() || leaf_state.get("woken_by").is_some()).then_some(())
+    })
+    .await;
     first.kill9();
     let woke_before_kill = first.lines_with(&["set ASG"]).len();
 

@@ -10,8 +10,9 @@ use aws_sdk_cloudwatchlogs::Client;
 use super::{call, AwsError};
 use crate::clock::Timestamp;
 
-/// A runaway page loop (a very busy zone) stops here and resumes next poll.
-const MAX_PAGES: usize = 50;
+/// Pages read per poll at most: each page is a call against the account's shared
+/// 25/s FilterLogEvents limit. A window with more is reported (see [`Events::truncated`]).
+const MAX_PAGES: usize = 10;
 
 /// One log event, as much of it as deduplication and parsing need.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +27,15 @@ pub struct LogEvent {
     pub message: String,
 }
 
+/// One read of a window.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Events {
+    /// The events read.
+    pub events: Vec<LogEvent>,
+    /// More pages were left unread: the window holds more lines than one poll reads.
+    pub truncated: bool,
+}
+
 /// CloudWatch Logs client (in the query-log region).
 #[derive(Clone, Debug)]
 pub struct LogsApi {
@@ -38,8 +48,9 @@ impl LogsApi {
         Self { client: Client::new(config) }
     }
 
-    /// All events of `group` with a timestamp at or after `from`, in no particular order.
-    pub async fn events_since(&self, group: &str, from: Timestamp) -> Result<Vec<LogEvent>, AwsError> {
+    /// Events of `group` with a timestamp at or after `from`, in no particular order;
+    /// all of them unless `truncated`.
+    pub async fn events_since(&self, group: &str, from: Timestamp) -> Result<Events, AwsError> {
         let mut events = Vec::new();
         let mut token = None;
         for _ in 0..MAX_PAGES {
@@ -59,9 +70,9 @@ impl LogsApi {
             }));
             token = out.next_token().map(str::to_owned);
             if token.is_none() {
-                break;
+                return Ok(Events { events, truncated: false });
             }
         }
-        Ok(events)
+        Ok(Events { events, truncated: true })
     }
 }

@@ -250,8 +250,9 @@ impl Config {
             if !threshold.is_finite() || threshold < 0.0 {
                 return Err((wd.threshold.span(), key("watchdog.threshold"), format!("threshold {threshold} must be a number of bytes per second >= 0")));
             }
-            if wd.period.0.is_zero() {
-                return Err((wd.idle_after.span(), key("watchdog.period"), "period must be longer than 0s".into()));
+            let p = wd.period.as_millis();
+            if !(p % 60_000 == 0 || [1000, 5000, 10_000, 30_000].contains(&p)) || p == 0 {
+                return Err((leaf.watchdog.threshold.span(), key("watchdog.period"), format!("period {} is not one CloudWatch offers: use 1s, 5s, 10s, 30s or a multiple of 1m (EC2 detailed monitoring: 1m)", wd.period)));
             }
             let failures = *leaf.crash_loop.max_failures.get_ref();
             if !(1..=1000).contains(&failures) {

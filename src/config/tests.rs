@@ -178,3 +178,12 @@ fn crash_loop_settings_are_read_and_checked() {
     let e = refused("idle_after = \"10m\"", "idle_after = \"10m\"\n[leaf.crash_loop]\nmax_failures = 0");
     assert_eq!(e.key.as_deref(), Some("leaf[1].crash_loop.max_failures"));
 }
+
+#[test]
+fn a_period_cloudwatch_does_not_offer_is_refused() {
+    for bad in ["90s", "45s", "500ms"] {
+        let e = refused("idle_after = \"10m\"", &format!("idle_after = \"10m\"\nperiod = \"{bad}\""));
+        assert_eq!(e.key.as_deref(), Some("leaf[1].watchdog.period"), "{bad}: {e}");
+    }
+    assert!(load(&GOOD.replacen("idle_after = \"10m\"", "idle_after = \"10m\"\nperiod = \"5m\"", 1)).is_ok());
+}

@@ -17,6 +17,7 @@ use crate::config::{Config, LeafConfig};
 use crate::events;
 use crate::leaf::Phase;
 use crate::state::StateStore;
+use crate::status::{Decision, Status};
 
 /// Counts of one apply.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +26,8 @@ pub struct Applied {
     pub done: usize,
     /// Actions that failed (retried next tick).
     pub failed: usize,
+    /// A wake or a stop reached AWS: the phase changes, look again at once.
+    pub moved: bool,
 }
 
 /// Everything apply needs besides the plans.
@@ -37,6 +40,8 @@ pub struct Apply<'a> {
     pub cache: &'a mut Cache,
     /// The state, updated as actions succeed.
     pub store: &'a StateStore,
+    /// `/status`, told every decision.
+    pub status: &'a Status,
     /// This tick's time.
     pub now: Timestamp,
 }
@@ -47,7 +52,9 @@ impl Apply<'_> {
         let mut applied = Applied::default();
         let mut failed: HashSet<usize> = HashSet::new();
         for &(i, ref plan) in plans {
-            let first = |a: &&Action| matches!(a, Action::Wake(_) | Action::DropWake { .. } | Action::Sleep(_) | Action::NoteTasks { .. } | Action::EndQuarantine);
+            let first = |a: &&Action| {
+                matches!(a, Action::Wake(_) | Action::DropWake { .. } | Action::Sleep(_) | Action::NoteTasks { .. } | Action::EndQuarantine | Action::ForgetManual { .. })
+            };
             for action in plan.actions.iter().filter(first) {
                 self.one(i, plan, action, &mut applied, &mut failed).await;
             }
@@ -65,6 +72,12 @@ impl Apply<'_> {
         self.config.daemon.dry_run
     }
 
+    /// Logs and counts an action and shows it as the leaf's last decision.
+    fn act(&self, leaf: &str, kind: &'static str, what: &str, why: &str) {
+        events::action(leaf, kind, what, why, self.dry_run());
+        self.status.decided(leaf, Decision { at: self.now, what: what.to_owned(), why: why.to_owned() });
+    }
+
     /// Applies one non-DNS action of leaf `i`, unless an earlier one of its failed.
     async fn one(&mut self, i: usize, plan: &Plan, action: &Action, applied: &mut Applied, failed: &mut HashSet<usize>) {
         if failed.contains(&i) {
@@ -75,11 +88,15 @@ impl Apply<'_> {
         let dry = self.dry_run();
         let result = match action {
             Action::Wake(req) => {
-                let why = format!("DNS query for {} at {} (edge {})", leaf.domain(), req.query_at, req.edge);
-                events::action(name, "wake", &format!("set ASG {} desired capacity to 1", leaf.asg), &why, dry);
+                let why = if req.edge == super::decide::OPERATOR {
+                    format!("an operator asked at {}", req.query_at)
+                } else {
+                    format!("DNS query for {} at {} (edge {})", leaf.domain(), req.query_at, req.edge)
+                };
+                self.act(name, "wake", &format!("set ASG {} desired capacity to 1", leaf.asg), &why);
                 if dry { Ok(()) } else { self.aws.asg.set_desired(leaf.asg.as_str(), 1).await }
             }
-            Action::DropWake { why, notable } => {
+            Action::DropWake { why, notable, .. } => {
                 if *notable {
                     tracing::info!(leaf = name, why, "DNS query does not wake the leaf");
                 } else {
@@ -88,7 +105,7 @@ impl Apply<'_> {
                 Ok(())
             }
             Action::Sleep(sleep) => {
-                events::action(name, sleep.cause.as_str(), &format!("set ASG {} desired capacity to 0", leaf.asg), &sleep.detail, dry);
+                self.act(name, sleep.cause.as_str(), &format!("set ASG {} desired capacity to 0", leaf.asg), &sleep.detail);
                 let r = if dry { Ok(()) } else { self.aws.asg.set_desired(leaf.asg.as_str(), 0).await };
                 if r.is_ok() {
                     alerts::enqueue(self.store, &self.config.daemon, leaf, alerts::for_sleep(leaf, sleep, self.now));
@@ -105,9 +122,13 @@ impl Apply<'_> {
                 tracing::info!(leaf = name, "crash-loop quarantine over: DNS queries wake the leaf again");
                 Ok(())
             }
+            Action::ForgetManual { why } => {
+                tracing::info!(leaf = name, why, "operator command needs no action");
+                Ok(())
+            }
             Action::ScaleService { desired } => {
                 let (cluster, service) = leaf.ecs().expect("decide only scales configured services");
-                events::action(name, "scale_service", &format!("set ECS service {cluster}/{service} desired count to {desired}"), &phase_why(leaf, &plan.phase), dry);
+                self.act(name, "scale_service", &format!("set ECS service {cluster}/{service} desired count to {desired}"), &phase_why(leaf, &plan.phase));
                 let r = if dry { Ok(()) } else { self.aws.ecs.set_desired(cluster.as_str(), service.as_str(), *desired).await };
                 if r.is_ok()
                     && let Some(Cached { value: ServiceSeen::Known(s), .. }) = self.cache.services.get_mut(name)
@@ -130,6 +151,14 @@ impl Apply<'_> {
             Ok(()) => {
                 self.store.update(|s| action.record(s.leafs.entry(name.to_owned()).or_default(), self.now));
                 applied.done += 1;
+                if matches!(action, Action::Wake(_) | Action::Sleep(_)) && !dry {
+                    applied.moved = true;
+                    // AWS has changed: make the memory of it durable before anything else,
+                    // so a crash now cannot repeat the wake or lose the stop's alert.
+                    if let Err(e) = self.store.save().await {
+                        tracing::error!(error = %e, "could not save the state after a wake or stop");
+                    }
+                }
             }
             Err(e) => {
                 events::action_failed(name, kind(action), &e);
@@ -158,11 +187,24 @@ impl Apply<'_> {
             let dry = self.dry_run();
             for (i, u, why) in &changes {
                 let what = format!("point {} A at {} (TTL {})", u.domain, u.ip, u.ttl);
-                events::action(self.config.leafs[*i].name().as_str(), "point_record", &what, why, dry);
+                self.act(self.config.leafs[*i].name().as_str(), "point_record", &what, why);
             }
             let upserts: Vec<Upsert> = changes.iter().map(|(_, u, _)| u.clone()).collect();
-            let result = if dry { Ok(()) } else { self.aws.route53.upsert_a(zone, &upserts, "container-manager").await };
-            for (i, u, _) in changes {
+            let batch = if dry { Ok(()) } else { self.aws.route53.upsert_a(zone, &upserts, "container-manager").await };
+            // One invalid change fails the whole atomic batch: retry one by one so that a
+            // leaf with a bad record cannot hold back every other leaf of its zone.
+            let results: Vec<Result<(), crate::aws::AwsError>> = match batch {
+                Err(e) if upserts.len() > 1 && !e.kind.is_transient() => {
+                    tracing::warn!(zone, error = %e, "record batch refused; retrying each record on its own");
+                    let mut each = Vec::with_capacity(upserts.len());
+                    for u in &upserts {
+                        each.push(self.aws.route53.upsert_a(zone, std::slice::from_ref(u), "container-manager").await);
+                    }
+                    each
+                }
+                other => vec![other; upserts.len()],
+            };
+            for ((i, u, _), result) in changes.into_iter().zip(results) {
                 let name = self.config.leafs[i].name().to_string();
                 match &result {
                     Ok(()) => {
@@ -190,6 +232,7 @@ fn kind(action: &Action) -> &'static str {
         Action::Sleep(s) => s.cause.as_str(),
         Action::NoteTasks { .. } => "note_tasks",
         Action::EndQuarantine => "end_quarantine",
+        Action::ForgetManual { .. } => "forget_manual",
         Action::PointRecord { .. } => "point_record",
         Action::ScaleService { .. } => "scale_service",
         Action::Announce(Transition::Started { .. }) => "announce_started",

@@ -22,7 +22,10 @@ use crate::aws::route53::ARecord;
 use crate::clock::Timestamp;
 use crate::config::{HumanDuration, LeafConfig};
 use crate::crashloop::{self, Failure, StoppedTask};
-use crate::leaf::{Announced, LeafState, Phase, Quarantine, SleepCause, Slept, WakeRequest};
+use crate::leaf::{Announced, LeafState, Manual, Phase, Quarantine, SleepCause, Slept, WakeRequest};
+
+/// The `edge` of a wake request made by `containerd wake`.
+pub const OPERATOR: &str = "operator (containerd wake)";
 use crate::watchdog::{self, Evaluation, Traffic, Verdict};
 
 /// Something read from AWS, or not (not read yet this run, or the read failed).
@@ -110,6 +113,8 @@ pub enum Action {
     Wake(WakeRequest),
     /// Forget a pending wake that must not or need not be acted on.
     DropWake {
+        /// The query time of the request decided on.
+        query_at: Timestamp,
         /// Why.
         why: String,
         /// Worth an info line (the operator would want to know), not just debug.
@@ -126,6 +131,11 @@ pub enum Action {
     },
     /// The quarantine is over: DNS queries wake the leaf again.
     EndQuarantine,
+    /// An operator's command needs no action.
+    ForgetManual {
+        /// Why.
+        why: &'static str,
+    },
     /// UPSERT the A record.
     PointRecord {
         /// Target address.
@@ -155,11 +165,14 @@ impl Action {
             Action::Wake(req) => {
                 state.woken_by = Some(req.clone());
                 state.woke_at = Some(now);
-                state.wake = None;
+                state.settle_wake(req.query_at);
+                state.manual = None;
             }
-            Action::DropWake { .. } => state.wake = None,
+            Action::ForgetManual { .. } => state.manual = None,
+            Action::DropWake { query_at, .. } => state.settle_wake(*query_at),
             Action::Sleep(s) => {
-                state.slept = Some(Slept { at: now, cause: s.cause, detail: s.detail.clone() });
+                state.slept = Some(Slept { at: now, cause: s.cause, detail: s.detail.clone(), instance: s.instance.clone() });
+                state.manual = None;
                 // The sleep alert is the stop's one alert: no "stopped" follows.
                 state.announced = Some(Announced::Down);
                 state.woken_by = None;
@@ -237,10 +250,17 @@ pub fn decide(leaf: &LeafConfig, obs: &Observation<'_>, state: &LeafState, now: 
     };
     let mut plan = Plan { phase: phase(group, obs.instances), actions: Vec::new(), waiting_for: None, evaluation: None };
     let quarantine = state.quarantine.as_ref().filter(|q| now < q.until);
-    if state.quarantine.is_some() && quarantine.is_none() {
+    let manual_wake = matches!(state.manual, Some(Manual::Wake { .. }));
+    if state.quarantine.is_some() && (quarantine.is_none() || manual_wake) {
         plan.actions.push(Action::EndQuarantine);
     }
-    let waking = wake(&mut plan, group, state, quarantine);
+    if let Some(manual) = state.manual
+        && let Some(sleep) = operator(&mut plan, group, manual)
+    {
+        plan.actions.push(Action::Sleep(sleep));
+        return plan;
+    }
+    let waking = plan.actions.iter().any(|a| matches!(a, Action::Wake(_))) || wake(&mut plan, group, state, quarantine);
     if !waking
         && group.desired >= 1
         && let Some(sleep) = stop(&mut plan, leaf, obs, state, now)
@@ -251,6 +271,25 @@ pub fn decide(leaf: &LeafConfig, obs: &Observation<'_>, state: &LeafState, now: 
     converge(&mut plan, leaf, obs);
     announce(&mut plan, state);
     plan
+}
+
+/// Step 0: an operator's command wins over everything else (even a quarantine).
+fn operator(plan: &mut Plan, group: &Group, manual: Manual) -> Option<Sleep> {
+    match manual {
+        Manual::Wake { at } if group.desired < 1 && group.max >= 1 => {
+            plan.actions.push(Action::Wake(WakeRequest { query_at: at, edge: OPERATOR.to_owned() }));
+        }
+        Manual::Wake { .. } => plan.actions.push(Action::ForgetManual { why: "the ASG already wants an instance (or its max size is 0)" }),
+        Manual::Sleep { .. } if group.desired >= 1 => {
+            let instance = match &plan.phase {
+                Phase::Up { instance, .. } | Phase::Stopping { instance } => Some(instance.clone()),
+                Phase::Asleep | Phase::Waking => None,
+            };
+            return Some(Sleep { cause: SleepCause::Manual, detail: "an operator ran `containerd sleep`".to_owned(), instance, quarantine_until: None });
+        }
+        Manual::Sleep { .. } => plan.actions.push(Action::ForgetManual { why: "the leaf is already asleep" }),
+    }
+    None
 }
 
 /// Step 1: acts on a pending wake request; true when it wakes the leaf.
@@ -268,7 +307,7 @@ fn wake(plan: &mut Plan, group: &Group, state: &LeafState, quarantine: Option<&Q
         plan.actions.push(Action::Wake(req.clone()));
         return true;
     };
-    plan.actions.push(Action::DropWake { why, notable });
+    plan.actions.push(Action::DropWake { query_at: req.query_at, why, notable });
     false
 }
 
@@ -280,8 +319,16 @@ fn stop(plan: &mut Plan, leaf: &LeafConfig, obs: &Observation<'_>, state: &LeafS
         Phase::Asleep | Phase::Stopping { .. } => return None,
     };
 
+    let launched = instance.as_ref().and_then(|i| obs.instances.get(i)).and_then(|i| i.launched_at);
+    let awake_since = state.woke_at.max(launched);
     let new: Vec<&StoppedTask> = obs.stopped_tasks.iter().filter(|t| !state.seen_tasks.contains_key(&t.arn)).collect();
-    let new_failures: Vec<Failure> = new.iter().filter_map(|t| crashloop::failure(t, now)).collect();
+    // A task that stopped before this wake (say, killed with the last instance) is
+    // remembered as seen but is no failure of the container now starting.
+    let new_failures: Vec<Failure> = new
+        .iter()
+        .filter(|t| t.stopped_at.is_none_or(|at| awake_since.is_none_or(|since| at >= since)))
+        .filter_map(|t| crashloop::failure(t, now))
+        .collect();
     if !new.is_empty() {
         let seen = new.iter().map(|t| (t.arn.clone(), t.stopped_at.unwrap_or(now))).collect();
         plan.actions.push(Action::NoteTasks { seen, failures: new_failures.clone() });
@@ -298,7 +345,11 @@ fn stop(plan: &mut Plan, leaf: &LeafConfig, obs: &Observation<'_>, state: &LeafS
     }
 
     let instance = instance?;
-    let launched = obs.instances.get(&instance).and_then(|i| i.launched_at);
+    if state.slept.as_ref().is_some_and(|s| s.instance.as_ref() == Some(&instance)) {
+        // Already decided for this instance (in dry run, or an operator scaled it back
+        // up): deciding again every tick would repeat the action and its alert.
+        return None;
+    }
     let wd = &leaf.watchdog;
     if let Some(up_for_ms) = launched.map(|l| now.since(l)).filter(|&ms| ms >= wd.left_up_after.as_millis()) {
         let up_for = HumanDuration(std::time::Duration::from_millis(u64::try_from(up_for_ms / 60_000 * 60_000).unwrap_or(0)));
@@ -316,7 +367,6 @@ fn stop(plan: &mut Plan, leaf: &LeafConfig, obs: &Observation<'_>, state: &LeafS
     }
 
     let traffic = obs.traffic?;
-    let awake_since = state.woke_at.max(launched);
     let evaluation = watchdog::evaluate(wd, traffic, state.last_query_at, awake_since, now);
     let sleep = match evaluation.verdict {
         Verdict::Idle { idle_for_ms } => Some(Sleep {

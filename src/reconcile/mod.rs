@@ -14,26 +14,66 @@ pub mod observe;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use tokio::sync::watch;
+
 use crate::aws::Aws;
 use crate::clock;
 use crate::config::Config;
+use crate::leaf::{LeafState, Phase};
 use crate::state::StateStore;
+use crate::status::{LeafView, Status};
 use crate::worker::{Activator, Task};
+
+/// Everything the reconciler shares with the rest of the daemon.
+pub struct Shared {
+    /// The current config (replaced on SIGHUP).
+    pub config: watch::Receiver<Arc<Config>>,
+    /// AWS clients.
+    pub aws: Aws,
+    /// Persistent state.
+    pub store: Arc<StateStore>,
+    /// What `/status` shows.
+    pub status: Arc<Status>,
+    /// The reconciler's own activator: after a wake or a stop the next look is immediate.
+    pub again: Activator,
+}
 
 /// The reconcile worker.
 pub struct Reconciler {
-    config: Arc<Config>,
-    aws: Aws,
-    store: Arc<StateStore>,
+    shared: Shared,
     cache: observe::Cache,
-    /// Its own activator: after a wake or a stop the next look is immediate.
-    again: Activator,
 }
 
 impl Reconciler {
     /// A reconciler with an empty cache: its first ticks read everything they need.
-    pub fn new(config: Arc<Config>, aws: Aws, store: Arc<StateStore>, again: Activator) -> Self {
-        Self { config, aws, store, cache: observe::Cache::default(), again }
+    pub fn new(shared: Shared) -> Self {
+        Self { shared, cache: observe::Cache::default() }
+    }
+}
+
+/// The `/status` view of a leaf after a decision.
+fn view(leaf: &crate::config::LeafConfig, plan: &decide::Plan, group: Option<&crate::aws::asg::Group>, memory: &LeafState, now: crate::clock::Timestamp) -> LeafView {
+    let (instance, ip) = match &plan.phase {
+        Phase::Up { instance, ip } => (Some(instance.clone()), Some(ip.to_string())),
+        Phase::Stopping { instance } => (Some(instance.clone()), None),
+        Phase::Asleep | Phase::Waking => (None, None),
+    };
+    LeafView {
+        name: leaf.name().to_string(),
+        domain: leaf.domain().to_string(),
+        phase: if group.is_some() { plan.phase.name().to_owned() } else { "asg_missing".to_owned() },
+        instance,
+        ip,
+        desired: group.map(|g| g.desired),
+        wake_pending: memory.wake.is_some(),
+        quarantined_until: memory.quarantine.as_ref().map(|q| q.until).filter(|u| *u > now),
+        verdict: plan.evaluation.as_ref().map(|e| e.verdict.name().to_owned()),
+        idle_streak: plan.evaluation.as_ref().map(|e| e.idle_streak),
+        activity_bytes_per_s: plan.evaluation.as_ref().and_then(crate::watchdog::Evaluation::latest),
+        threshold: *leaf.watchdog.threshold.get_ref(),
+        last_decision: None,
+        waiting_for: plan.waiting_for.map(str::to_owned),
+        observed_at: Some(now),
     }
 }
 
@@ -44,10 +84,10 @@ impl Task for Reconciler {
 
     async fn activate(&mut self) -> Result<String, String> {
         let now = clock::now();
-        let config = Arc::clone(&self.config);
-        let memory = self.store.read(Clone::clone);
+        let config = Arc::clone(&self.shared.config.borrow());
+        let memory = self.shared.store.read(Clone::clone);
         let selected = observe::select(&config, &self.cache, &memory);
-        observe::observe(&self.aws, &config, &mut self.cache, &memory, &selected, now).await.map_err(|e| e.to_string())?;
+        observe::observe(&self.shared.aws, &config, &mut self.cache, &memory, &selected, now).await.map_err(|e| e.to_string())?;
 
         let plans: Vec<(usize, decide::Plan)> = selected
             .iter()
@@ -63,7 +103,7 @@ impl Task for Reconciler {
                     traffic: self.cache.traffic.get(name).map(|c| &c.value),
                     stopped_tasks: &stopped_tasks,
                 };
-                let plan = decide::decide(leaf, &obs, &memory.leafs.get(name).cloned().unwrap_or_default(), now);
+                let plan = decide::decide(leaf, &obs, memory.leafs.get(name).unwrap_or(&LeafState::default()), now);
                 if let Some(waiting) = plan.waiting_for {
                     tracing::debug!(leaf = name, phase = ?plan.phase, waiting_for = waiting, "waiting");
                 }
@@ -77,13 +117,25 @@ impl Task for Reconciler {
         for (_, p) in &plans {
             *phases.entry(p.phase.name()).or_default() += 1;
         }
-        // A wake or a stop changes the phase at once: look again without waiting a tick.
-        if plans.iter().any(|(_, p)| p.actions.iter().any(|a| matches!(a, decide::Action::Wake(_) | decide::Action::Sleep(_)))) {
-            self.again.activate();
+        let views: Vec<LeafView> = plans
+            .iter()
+            .map(|(i, plan)| {
+                let leaf = &config.leafs[*i];
+                let name = leaf.name().as_str();
+                let group = self.cache.groups.get(name).and_then(|c| c.value.as_ref());
+                view(leaf, plan, group, memory.leafs.get(name).unwrap_or(&LeafState::default()), now)
+            })
+            .collect();
+        let names: Vec<String> = config.leafs.iter().map(|l| l.name().to_string()).collect();
+        self.shared.status.update(views, &names);
+        let shared = &self.shared;
+        let applied = apply::Apply { aws: &shared.aws, config: &config, cache: &mut self.cache, store: &shared.store, status: &shared.status, now }.run(&plans).await;
+        if applied.moved {
+            // A wake or a stop reached AWS: look again without waiting a tick.
+            shared.again.activate();
         }
-        let applied = apply::Apply { aws: &self.aws, config: &config, cache: &mut self.cache, store: &self.store, now }.run(&plans).await;
-        self.store.save().await.map_err(|e| e.to_string())?;
-        crate::alerts::flush(&self.store, &self.aws.sns, config.daemon.dry_run).await.map_err(|e| e.to_string())?;
+        shared.store.save().await.map_err(|e| e.to_string())?;
+        crate::alerts::flush(&shared.store, &shared.aws.sns, config.daemon.dry_run).await.map_err(|e| e.to_string())?;
         let summary = format!("observed {} leafs {phases:?}; {} actions done, {} failed", selected.len(), applied.done, applied.failed);
         if applied.failed > 0 { Err(summary) } else { Ok(summary) }
     }

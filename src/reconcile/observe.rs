@@ -113,6 +113,9 @@ impl Cache {
 pub fn select(config: &Config, cache: &Cache, state: &State) -> Vec<usize> {
     let (mut active, mut settled): (Vec<usize>, Vec<usize>) =
         (0..config.leafs.len()).partition(|&i| !cache.settled(&config.leafs[i], state));
+    // A player waiting on a wake comes first for the per-tick record and service reads.
+    let waiting = |i: &usize| state.leafs.get(config.leafs[*i].name().as_str()).is_some_and(|m| m.wake.is_some() || m.manual.is_some());
+    active.sort_by_key(|i| !waiting(i));
     settled.sort_by_key(|&i| cache.groups.get(config.leafs[i].name().as_str()).map(|c| c.at));
     let room = (active.len().div_ceil(NAMES_PER_CALL).max(1) * NAMES_PER_CALL) - active.len();
     active.extend(settled.into_iter().take(room));

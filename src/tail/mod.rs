@@ -13,6 +13,8 @@ pub mod parse;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use tokio::sync::watch;
+
 use crate::aws::logs::{LogEvent, LogsApi};
 use crate::clock::{self, Timestamp};
 use crate::config::Config;
@@ -31,6 +33,7 @@ const READ_UNTIL_EVERY_MS: i64 = 30_000;
 
 /// The tail worker: one [`GroupTail`] per log group.
 pub struct Tail {
+    config: watch::Receiver<Arc<Config>>,
     logs: LogsApi,
     store: Arc<StateStore>,
     reconcile: Activator,
@@ -50,6 +53,8 @@ pub struct GroupTail {
     seen: HashMap<String, Timestamp>,
     /// False until the first successful read of this run.
     caught_up: bool,
+    /// Newest event time seen in this group: "now minus this" is the tail lag.
+    pub newest: Option<Timestamp>,
 }
 
 /// What one batch of events did.
@@ -61,12 +66,14 @@ pub struct Ingested {
     pub malformed: usize,
     /// Leafs that got a wake request, with whether they are asleep as far as we know.
     pub woken: Vec<(String, bool)>,
+    /// The persisted state changed (and must be written).
+    pub changed: bool,
 }
 
 impl GroupTail {
     /// A tail for `group` serving `domains` (domain -> leaf name).
     pub fn new(group: String, domains: HashMap<String, String>) -> Self {
-        Self { group, domains, seen: HashMap::new(), caught_up: false }
+        Self { group, domains, seen: HashMap::new(), caught_up: false, newest: None }
     }
 
     /// Where this poll's read starts.
@@ -85,6 +92,7 @@ impl GroupTail {
         let mut out = Ingested::default();
         let tail = state.tail.entry(self.group.clone()).or_default();
         for e in events {
+            self.newest = self.newest.max(Some(e.timestamp));
             let key = event_key(e);
             if self.seen.insert(key.clone(), e.timestamp).is_some() {
                 continue;
@@ -115,9 +123,12 @@ impl GroupTail {
         let horizon = from.minus_ms(60_000);
         self.seen.retain(|_, t| *t >= horizon);
         let tail = state.tail.entry(self.group.clone()).or_default();
+        let before = tail.acted.len();
         tail.acted.retain(|_, t| *t >= horizon);
+        out.changed = !out.woken.is_empty() || tail.acted.len() != before;
         if tail.read_until.is_none_or(|t| now.since(t) >= READ_UNTIL_EVERY_MS) || !out.woken.is_empty() {
             tail.read_until = Some(now);
+            out.changed = true;
         }
         self.caught_up = true;
         out
@@ -136,8 +147,17 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 }
 
 impl Tail {
-    /// Builds one group tail per distinct log group of `config`.
-    pub fn new(config: &Config, logs: LogsApi, store: Arc<StateStore>, reconcile: Activator) -> Self {
+    /// A tail following `config` (and its replacements on reload).
+    pub fn new(mut config: watch::Receiver<Arc<Config>>, logs: LogsApi, store: Arc<StateStore>, reconcile: Activator) -> Self {
+        let current = Arc::clone(&config.borrow_and_update());
+        let mut tail = Self { config, logs, store, reconcile, lookback_ms: 0, groups: Vec::new() };
+        tail.follow(&current);
+        tail
+    }
+
+    /// One group tail per distinct log group of `config`; groups that stay keep what
+    /// they have seen, so a reload neither loses nor repeats events.
+    fn follow(&mut self, config: &Config) {
         let mut by_group: HashMap<String, HashMap<String, String>> = HashMap::new();
         for leaf in &config.leafs {
             by_group
@@ -145,9 +165,19 @@ impl Tail {
                 .or_default()
                 .insert(leaf.domain().to_string(), leaf.name().to_string());
         }
-        let mut groups: Vec<GroupTail> = by_group.into_iter().map(|(g, d)| GroupTail::new(g, d)).collect();
-        groups.sort_by(|a, b| a.group.cmp(&b.group));
-        Self { logs, store, reconcile, lookback_ms: config.daemon.query_log_lookback.as_millis(), groups }
+        let mut old: HashMap<String, GroupTail> = self.groups.drain(..).map(|g| (g.group.clone(), g)).collect();
+        self.groups = by_group
+            .into_iter()
+            .map(|(group, domains)| match old.remove(&group) {
+                Some(mut g) => {
+                    g.domains = domains;
+                    g
+                }
+                None => GroupTail::new(group, domains),
+            })
+            .collect();
+        self.groups.sort_by(|a, b| a.group.cmp(&b.group));
+        self.lookback_ms = config.daemon.query_log_lookback.as_millis();
     }
 }
 
@@ -157,14 +187,26 @@ impl Task for Tail {
     }
 
     async fn activate(&mut self) -> Result<String, String> {
+        if self.config.has_changed().unwrap_or(false) {
+            let config = Arc::clone(&self.config.borrow_and_update());
+            self.follow(&config);
+        }
         let now = clock::now();
         let (mut new, mut wakes, mut errors) = (0, 0, Vec::new());
         let mut activate = false;
         for g in &mut self.groups {
             let from = self.store.read(|s| g.window_start(s, now, self.lookback_ms));
             match self.logs.events_since(&g.group, from).await {
-                Ok(batch) => {
-                    let done = self.store.update(|s| g.ingest(&batch, from, now, s));
+                Ok(read) => {
+                    if read.truncated {
+                        errors.push(format!("{}: more than one poll can read in the look-back window; lines may be missed (shorten query_log_lookback)", g.group));
+                    }
+                    let done = self.store.change(|s| {
+                        let done = g.ingest(&read.events, from, now, s);
+                        let changed = done.changed;
+                        (done, changed)
+                    });
+                    events::tail_polled(&g.group, g.newest, now);
                     new += done.new;
                     wakes += done.woken.len();
                     activate |= done.woken.iter().any(|(_, asleep)| *asleep);

@@ -40,6 +40,38 @@ impl Daemon {
         Self { child: Some(child), logs, config: config.to_owned() }
     }
 
+    /// Where the daemon's HTTP endpoint listens (from its config).
+    pub fn http_addr(&self) -> std::net::SocketAddr {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        let line = text.lines().find(|l| l.starts_with("listen = ")).expect("the test config sets listen");
+        line.trim_start_matches("listen = ").trim_matches('"').parse().unwrap()
+    }
+
+    /// The daemon's pid, for signals.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Sends `signal` (e.g. 1 for SIGHUP).
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: plain kill(2) on a pid we own.
+        unsafe { libc_kill(self.pid() as i32, signal) };
+    }
+
+    /// Waits for the process to exit on its own; its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let c = self.child.as_mut()?;
+        let start = std::time::Instant::now();
+        while start.elapsed() < timeout {
+            if let Ok(Some(status)) = c.try_wait() {
+                self.child = None;
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
     /// Log lines so far.
     pub fn logs(&self) -> Vec<String> {
         self.logs.lock().unwrap().clone()

@@ -47,6 +47,11 @@ where
     }
 }
 
+/// A loopback port nobody listens on right now (each daemon gets its own).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
 /// Milliseconds since the epoch, for log event timestamps.
 pub fn now_ms() -> i64 {
     i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()).unwrap()

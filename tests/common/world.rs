@@ -221,8 +221,9 @@ impl World {
     /// `[leaf.watchdog]` (which may open further tables such as `[leaf.crash_loop]`).
     pub fn config_with(&self, leafs: &[&Leaf], extra: &str, leaf_extra: &str) -> PathBuf {
         let mut text = format!(
-            "[daemon]\nregion = \"{REGION}\"\npoll_interval = \"500ms\"\nreconcile_interval = \"1s\"\nstate_file = \"{}\"\n{extra}\n",
-            self.dir.join("state.json").display()
+            "[daemon]\nregion = \"{REGION}\"\npoll_interval = \"500ms\"\nreconcile_interval = \"1s\"\nstate_file = \"{}\"\nlisten = \"127.0.0.1:{}\"\n{extra}\n",
+            self.dir.join("state.json").display(),
+            super::free_port()
         );
         for l in leafs {
             text.push_str(&format!(

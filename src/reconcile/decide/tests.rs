@@ -84,7 +84,7 @@ impl World {
                 Action::PointRecord { ip, ttl } => self.record = Some(ARecord { values: vec![ip.to_string()], ttl: Some(*ttl) }),
                 Action::ScaleService { desired } => self.service.as_mut().unwrap().desired = *desired,
                 Action::Announce(t) => self.alerts.push(kind(t).to_owned()),
-                Action::DropWake { .. } | Action::Adopt(_) | Action::NoteTasks { .. } | Action::EndQuarantine => {}
+                Action::DropWake { .. } | Action::Adopt(_) | Action::NoteTasks { .. } | Action::EndQuarantine | Action::ForgetManual { .. } => {}
             }
             action.record(&mut self.state, self.now);
         }
@@ -179,7 +179,7 @@ fn a_query_for_a_leaf_already_waking_makes_no_second_wake() {
     w.group.desired = 1;
     w.state.request_wake(Timestamp(500), "FRA6");
     let plan = w.decide(&leaf);
-    assert_eq!(plan.actions, vec![Action::DropWake { why: "the ASG already wants an instance".into(), notable: false }]);
+    assert_eq!(plan.actions, vec![Action::DropWake { query_at: Timestamp(500), why: "the ASG already wants an instance".into(), notable: false }]);
 }
 
 #[test]
@@ -491,4 +491,83 @@ fn a_restart_between_the_idle_decision_and_its_effect_decides_the_same() {
     let before = w.decide(&leaf);
     w.state = serde_json::from_str(&serde_json::to_string(&w.state).unwrap()).unwrap();
     assert_eq!(w.decide(&leaf).actions, before.actions);
+}
+
+#[test]
+fn an_operator_wake_overrides_the_quarantine() {
+    let leaf = leaf_with(true, "[leaf.crash_loop]\ncooldown = \"30m\"");
+    let mut w = World::woken_at(&leaf, 10);
+    w.now = Timestamp(11 * MIN);
+    w.tasks = vec![crashed("t1", 11)];
+    w.converge(&leaf);
+    assert!(w.state.quarantine.is_some());
+    w.now = Timestamp(12 * MIN);
+    w.state.manual = Some(crate::leaf::Manual::Wake { at: w.now });
+    w.converge(&leaf);
+    assert_eq!(w.group.desired, 1);
+    assert!(w.state.quarantine.is_none() && w.state.manual.is_none());
+    assert_eq!(w.alerts, vec!["started", "crash_loop", "started"]);
+    assert_eq!(w.state.woken_by.as_ref().map(|r| r.edge.as_str()), Some(OPERATOR));
+}
+
+#[test]
+fn an_operator_sleep_stops_the_leaf_with_one_alert() {
+    let leaf = leaf(true);
+    let mut w = World::woken_at(&leaf, 10);
+    w.state.manual = Some(crate::leaf::Manual::Sleep { at: w.now });
+    w.converge(&leaf);
+    assert_eq!(w.group.desired, 0);
+    assert_eq!(w.alerts, vec!["started", "manual"]);
+    assert!(w.state.manual.is_none());
+    // Asking again when asleep does nothing.
+    w.state.manual = Some(crate::leaf::Manual::Sleep { at: w.now });
+    w.converge(&leaf);
+    assert_eq!(w.alerts.len(), 2);
+    assert!(w.state.manual.is_none());
+}
+
+#[test]
+fn a_player_back_soon_after_an_idle_stop_is_not_quarantined_by_the_old_task() {
+    let leaf = fast_leaf("");
+    let mut w = World::woken_at(&leaf, 10);
+    w.at_minute(14, 0.0);
+    let plan = w.decide(&leaf);
+    w.apply(&plan);
+    // The old instance's task was killed with it (ECS shows it after the next wake).
+    w.tasks = vec![crashed("killed-with-instance", 14)];
+    w.now = Timestamp(15 * MIN);
+    w.state.request_wake(w.now, "FRA6");
+    w.converge(&leaf);
+    assert_eq!(w.group.desired, 1);
+    assert!(w.state.quarantine.is_none());
+    assert_eq!(w.alerts, vec!["started", "idle", "started"]);
+    assert!(w.state.seen_tasks.keys().any(|a| a.ends_with("killed-with-instance")), "seen, not counted");
+}
+
+#[test]
+fn a_late_line_and_the_returning_players_query_in_one_batch_still_wake() {
+    let leaf = fast_leaf("");
+    let mut w = World::woken_at(&leaf, 10);
+    w.at_minute(14, 0.0);
+    let decided = w.now;
+    let plan = w.decide(&leaf);
+    w.apply(&plan);
+    w.state.request_wake(decided.minus_ms(20_000), "FRA6"); // late line from before the stop
+    w.state.request_wake(decided.plus_ms(5_000), "FRA6"); // the player is back
+    w.now = decided.plus_ms(6_000);
+    assert!(matches!(w.decide(&leaf).actions.first(), Some(Action::Wake(_))));
+}
+
+#[test]
+fn a_stop_is_decided_once_per_instance_even_if_the_asg_stays_up() {
+    // Dry run, or an operator scaling back up: the stop must not repeat every tick.
+    let leaf = fast_leaf("");
+    let mut w = World::woken_at(&leaf, 10);
+    w.at_minute(14, 0.0);
+    let plan = w.decide(&leaf);
+    for a in &plan.actions {
+        a.record(&mut w.state, w.now); // recorded as in dry run; the ASG is untouched
+    }
+    w.at_minute(15, 0.0);
+    assert!(!w.decide(&leaf).actions.iter().any(|a| matches!(a, Action::Sleep(_))));
 }

@@ -1,0 +1,126 @@
+//! HTTP on `listen` (127.0.0.1 by default): `/metrics`, `/healthz`, `/status`, and the
+//! authenticated `POST /leafs/NAME/wake|sleep` behind `containerd wake|sleep`.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock;
+use crate::config::Config;
+use crate::leaf::Manual;
+use crate::state::StateStore;
+use crate::status::Status;
+use crate::worker::Activator;
+
+/// What the handlers need.
+pub struct Http {
+    /// Live status.
+    pub status: Arc<Status>,
+    /// State, for operator commands.
+    pub store: Arc<StateStore>,
+    /// Wakes the reconciler after an operator command.
+    pub reconcile: Activator,
+    /// The control token.
+    pub token: String,
+    /// The current config (leaf names).
+    pub config: watch::Receiver<Arc<Config>>,
+}
+
+type Reply = Response<Full<Bytes>>;
+
+fn reply(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Reply {
+    Response::builder().status(status).header("content-type", content_type).body(Full::new(body.into())).expect("static response parts are valid")
+}
+
+fn json_reply(status: StatusCode, value: &serde_json::Value) -> Reply {
+    reply(status, "application/json", value.to_string() + "\n")
+}
+
+/// Serves until `cancel` fires.
+pub async fn serve(listener: TcpListener, http: Arc<Http>, cancel: CancellationToken) {
+    loop {
+        let (stream, _) = tokio::select! {
+            () = cancel.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let http = Arc::clone(&http);
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let http = Arc::clone(&http);
+                async move { Ok::<_, Infallible>(http.handle(&req).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+        });
+    }
+}
+
+impl Http {
+    async fn handle(&self, req: &Request<Incoming>) -> Reply {
+        let path = req.uri().path();
+        match (req.method(), path) {
+            (&Method::GET, "/metrics") => reply(StatusCode::OK, "text/plain; version=0.0.4", crate::metrics::render()),
+            (&Method::GET, "/healthz") => match self.status.unhealthy() {
+                None => reply(StatusCode::OK, "text/plain", "ok\n"),
+                Some(why) => reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", format!("unhealthy: {why}\n")),
+            },
+            (&Method::GET, "/status") => json_reply(StatusCode::OK, &self.status_json()),
+            (&Method::POST, _) if path.starts_with("/leafs/") => self.command(req, path).await,
+            _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found: try /status, /metrics or /healthz\n"),
+        }
+    }
+
+    fn status_json(&self) -> serde_json::Value {
+        let leafs: Vec<_> = self.status.leafs().into_values().collect();
+        json!({
+            "healthy": self.status.unhealthy().is_none(),
+            "problem": self.status.unhealthy(),
+            "summary": self.status.summary(),
+            "leafs": leafs,
+            "workers": { "tail": *self.status.tail.borrow(), "reconcile": *self.status.reconcile.borrow() },
+        })
+    }
+
+    async fn command(&self, req: &Request<Incoming>, path: &str) -> Reply {
+        let auth = req.headers().get("authorization").and_then(|v| v.to_str().ok());
+        if !crate::control::authorized(auth, &self.token) {
+            return json_reply(StatusCode::UNAUTHORIZED, &json!({"error": "missing or wrong control token"}));
+        }
+        let mut parts = path.trim_start_matches("/leafs/").split('/');
+        let (Some(name), Some(command), None) = (parts.next(), parts.next(), parts.next()) else {
+            return json_reply(StatusCode::NOT_FOUND, &json!({"error": "use POST /leafs/NAME/wake or /leafs/NAME/sleep"}));
+        };
+        if !self.config.borrow().leafs.iter().any(|l| l.name().as_str() == name) {
+            return json_reply(StatusCode::NOT_FOUND, &json!({"error": format!("no leaf named {name:?}")}));
+        }
+        let now = clock::now();
+        let manual = match command {
+            "wake" => Manual::Wake { at: now },
+            "sleep" => Manual::Sleep { at: now },
+            _ => return json_reply(StatusCode::NOT_FOUND, &json!({"error": "use wake or sleep"})),
+        };
+        self.store.update(|s| s.leafs.entry(name.to_owned()).or_default().manual = Some(manual));
+        if let Err(e) = self.store.save().await {
+            return json_reply(StatusCode::INTERNAL_SERVER_ERROR, &json!({"error": e.to_string()}));
+        }
+        tracing::info!(leaf = name, command, "operator command accepted");
+        self.reconcile.activate();
+        json_reply(StatusCode::ACCEPTED, &json!({"leaf": name, "command": command, "accepted_at": now}))
+    }
+}

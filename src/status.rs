@@ -1,0 +1,154 @@
+//! What the daemon is doing, for `/status`, `/metrics`, `/healthz` and systemd.
+//!
+//! The reconciler writes one [`LeafView`] per observed leaf after each tick; the
+//! workers publish their [`WorkerStatus`]. Readers take a snapshot; nothing here
+//! decides anything.
+
+use std::collections::BTreeMap;
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::clock::Timestamp;
+use crate::worker::WorkerStatus;
+
+/// One leaf as the operator sees it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct LeafView {
+    /// Leaf name.
+    pub name: String,
+    /// Its domain.
+    pub domain: String,
+    /// `asleep`, `waking`, `up`, `stopping`, or `unknown` before the first look.
+    pub phase: String,
+    /// The serving (or stopping) instance.
+    pub instance: Option<String>,
+    /// Its public IP when up.
+    pub ip: Option<String>,
+    /// The ASG's desired capacity.
+    pub desired: Option<i32>,
+    /// A DNS query is waiting to wake it.
+    pub wake_pending: bool,
+    /// DNS queries do not wake it until then (crash loop).
+    pub quarantined_until: Option<Timestamp>,
+    /// The watchdog's last verdict (`idle`, `busy`, `too_soon`, ...).
+    pub verdict: Option<String>,
+    /// Consecutive idle periods at the end of the watchdog window.
+    pub idle_streak: Option<usize>,
+    /// Player traffic of the newest judged period, bytes/s.
+    pub activity_bytes_per_s: Option<f64>,
+    /// The idle threshold, bytes/s.
+    pub threshold: f64,
+    /// The last action taken for the leaf and why.
+    pub last_decision: Option<Decision>,
+    /// Why something that looks due is not done yet.
+    pub waiting_for: Option<String>,
+    /// When AWS was last read for this leaf.
+    pub observed_at: Option<Timestamp>,
+}
+
+/// An action and its reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    /// When.
+    pub at: Timestamp,
+    /// What was done ("set ASG mc-asg desired capacity to 1").
+    pub what: String,
+    /// Why ("DNS query for mc.example.com at ...").
+    pub why: String,
+}
+
+/// Shared status.
+#[derive(Debug)]
+pub struct Status {
+    leafs: RwLock<BTreeMap<String, LeafView>>,
+    /// The tail worker's status.
+    pub tail: watch::Receiver<WorkerStatus>,
+    /// The reconcile worker's status.
+    pub reconcile: watch::Receiver<WorkerStatus>,
+    /// Longest time between two completed activations that still counts as progress.
+    pub stall_after: Duration,
+    started: Instant,
+}
+
+impl Status {
+    /// Status over the two workers' status channels.
+    pub fn new(tail: watch::Receiver<WorkerStatus>, reconcile: watch::Receiver<WorkerStatus>, stall_after: Duration) -> Self {
+        Self { leafs: RwLock::default(), tail, reconcile, stall_after, started: Instant::now() }
+    }
+
+    /// Replaces the views of the given leafs, keeping others; drops leafs not in `names`.
+    pub fn update(&self, views: Vec<LeafView>, names: &[String]) {
+        let mut leafs = self.leafs.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        leafs.retain(|k, _| names.contains(k));
+        for mut v in views {
+            for phase in ["asleep", "waking", "up", "stopping", "asg_missing"] {
+                let on = if v.phase == phase { 1.0 } else { 0.0 };
+                crate::metrics::gauge("cm_leaf_phase", "1 for the phase each leaf is in", &[("leaf", &v.name), ("phase", phase)], on);
+            }
+            if v.last_decision.is_none() {
+                v.last_decision = leafs.get(&v.name).and_then(|old| old.last_decision.clone());
+            }
+            leafs.insert(v.name.clone(), v);
+        }
+    }
+
+    /// Every leaf's view, by name.
+    pub fn leafs(&self) -> BTreeMap<String, LeafView> {
+        self.leafs.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Records the last decision for a leaf.
+    pub fn decided(&self, leaf: &str, decision: Decision) {
+        let mut leafs = self.leafs.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        leafs.entry(leaf.to_owned()).or_insert_with(|| LeafView { name: leaf.to_owned(), ..LeafView::default() }).last_decision = Some(decision);
+    }
+
+    /// None while both loops complete passes (failed or not); otherwise which is stuck.
+    /// systemd's watchdog is fed only while this is None.
+    pub fn stalled(&self) -> Option<String> {
+        let stuck: Vec<String> = [("tail", &self.tail), ("reconcile", &self.reconcile)]
+            .into_iter()
+            .filter_map(|(name, rx)| {
+                let since = rx.borrow().finished_at.map_or_else(|| self.started.elapsed(), |t| t.elapsed());
+                (since > self.stall_after).then(|| format!("{name} loop has not completed a pass for {}s", since.as_secs()))
+            })
+            .collect();
+        (!stuck.is_empty()).then(|| stuck.join("; "))
+    }
+
+    /// None while both loops make progress and AWS answers; otherwise why not.
+    pub fn unhealthy(&self) -> Option<String> {
+        if let Some(stuck) = self.stalled() {
+            return Some(stuck);
+        }
+        let errors: Vec<String> = [("tail", &self.tail), ("reconcile", &self.reconcile)]
+            .into_iter()
+            .filter_map(|(name, rx)| rx.borrow().last_error.as_ref().map(|e| format!("{name}: {e}")))
+            .collect();
+        (!errors.is_empty()).then(|| errors.join("; "))
+    }
+
+    /// True once the reconciler has completed a pass with AWS answering.
+    pub fn aws_reachable(&self) -> bool {
+        self.reconcile.borrow().last_ok.is_some()
+    }
+
+    /// One line for systemd's STATUS=.
+    pub fn summary(&self) -> String {
+        let leafs = self.leafs();
+        let mut by_phase: BTreeMap<&str, usize> = BTreeMap::new();
+        for v in leafs.values() {
+            *by_phase.entry(v.phase.as_str()).or_default() += 1;
+        }
+        let phases: Vec<String> = by_phase.iter().map(|(p, n)| format!("{n} {p}")).collect();
+        let mut line = format!("{} leafs: {}", leafs.len(), if phases.is_empty() { "not observed yet".into() } else { phases.join(", ") });
+        if let Some(problem) = self.unhealthy() {
+            line.push_str("; last error: ");
+            line.push_str(&problem.chars().take(200).collect::<String>());
+        }
+        line
+    }
+}
