@@ -18,9 +18,16 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `containerd --config <config>`.
     pub fn start(config: &Path) -> Self {
+        Self::start_with(config, &[], &[])
+    }
+
+    /// Starts `containerd --config <config> <args>` with extra environment variables.
+    pub fn start_with(config: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_containerd"))
             .arg("--config")
             .arg(config)
+            .args(args)
+            .envs(env.iter().copied())
             .env("RUST_LOG", std::env::var("CM_TEST_LOG").unwrap_or_else(|_| "info,container_manager=debug".into()))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -70,6 +77,21 @@ impl Daemon {
             std::thread::sleep(Duration::from_millis(50));
         }
         None
+    }
+
+    /// `GET path` on the daemon's HTTP endpoint: (status, body).
+    /// Retries while the daemon is still starting (nothing listening yet).
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        super::eventually("the daemon's HTTP endpoint", Duration::from_secs(20), || async {
+            container_manager::control::request(self.http_addr(), "GET", path, None).await.ok()
+        })
+        .await
+    }
+
+    /// Runs the CLI (`containerd --config <config> <args>`): (exit code, stdout, stderr).
+    pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_containerd")).arg("--config").arg(&self.config).args(args).output().expect("run containerd");
+        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
     }
 
     /// Log lines so far.
