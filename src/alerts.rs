@@ -142,6 +142,11 @@ pub async fn flush(store: &StateStore, sns: &SnsApi, dry_run: bool) -> Result<()
         };
         match result {
             Ok(()) => mark(store, &alert.id, &topic, Mark::Done),
+            Err(e) if e.ambiguous => {
+                // Sent, but the answer was lost: it may well have been delivered.
+                mark(store, &alert.id, &topic, Mark::Done);
+                events::alert_uncertain(&alert.id, &topic, &e.to_string());
+            }
             Err(e) if e.kind.is_transient() => {
                 mark(store, &alert.id, &topic, Mark::Retry);
                 tracing::warn!(alert_id = %alert.id, topic, error = %e, "alert not published yet; retrying next tick");

@@ -110,3 +110,22 @@ pub fn config_reloaded(path: &std::path::Path, leafs: usize, added: &[&String], 
         Some(e) => tracing::error!(path = %path.display(), error = e, "config reload refused; the previous config keeps running"),
     }
 }
+
+/// A problem an operator must fix appeared (alerted once).
+pub fn problem_raised(leaf: &str, key: &str, text: &str) {
+    count("cm_problems_total", "Problems raised (alerted once each)", &[("leaf", leaf), ("problem", key)], 1);
+    crate::metrics::gauge("cm_leaf_problem", "1 while the problem is open", &[("leaf", leaf), ("problem", key)], 1.0);
+    tracing::error!(leaf, problem = key, "{text}");
+}
+
+/// A problem is fixed.
+pub fn problem_cleared(leaf: &str, key: &str) {
+    crate::metrics::gauge("cm_leaf_problem", "1 while the problem is open", &[("leaf", leaf), ("problem", key)], 0.0);
+    tracing::info!(leaf, problem = key, "problem resolved");
+}
+
+/// An alert was sent but its answer was lost: not repeated (it may have been delivered).
+pub fn alert_uncertain(alert_id: &str, topic: &str, why: &str) {
+    count("cm_alerts_uncertain_total", "Alert deliveries whose answer was lost (not repeated)", &[("topic", topic)], 1);
+    tracing::warn!(alert_id, topic, why, "alert sent but unconfirmed; not repeated so it cannot arrive twice");
+}

@@ -69,6 +69,9 @@ pub struct LeafState {
     /// An operator's `containerd wake` or `containerd sleep`, not yet acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manual: Option<Manual>,
+    /// Open problems already alerted, by key.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub problems: BTreeMap<String, crate::problems::Problem>,
 }
 
 /// An operator's command, given through the running daemon so that its state, alerts

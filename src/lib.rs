@@ -13,6 +13,7 @@
 //! - [`reconcile`]: observe (batched reads), decide (pure), apply (calls in order).
 //! - [`watchdog`], [`crashloop`]: the pure judgements that stop a running leaf.
 //! - [`alerts`]: alert texts and the persisted outbox that publishes them at most once.
+//! - [`problems`]: what an operator must fix, alerted once until fixed.
 //! - [`state`]: what survives restarts, written atomically.
 //! - [`worker`]: the generic periodic driver every loop runs under.
 //! - [`leaf`], [`clock`]: domain types and time as data.
@@ -36,6 +37,7 @@ pub mod iam;
 pub mod leaf;
 pub mod metrics;
 pub mod notify;
+pub mod problems;
 pub mod reconcile;
 pub mod shutdown;
 pub mod state;

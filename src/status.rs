@@ -47,6 +47,8 @@ pub struct LeafView {
     pub waiting_for: Option<String>,
     /// When AWS was last read for this leaf.
     pub observed_at: Option<Timestamp>,
+    /// Open problems an operator must fix (each alerted once).
+    pub problems: Vec<String>,
 }
 
 /// An action and its reason.

@@ -41,9 +41,9 @@ async fn a_dns_query_wakes_a_sleeping_leaf_and_it_goes_back_to_sleep_at_zero() {
 async fn aaaa_srv_and_other_leafs_queries_do_not_wake_a_leaf() {
     let world = World::new().await;
     let group = world.log_group().await;
-    let quiet = world.leaf(LeafOptions { ecs: Ecs::None, log_group: Some(group.clone()), prefix: "mc" }).await;
+    let quiet = world.leaf(LeafOptions { ecs: Ecs::None, log_group: Some(group.clone()), prefix: "mc", ..LeafOptions::default() }).await;
     // Its name ends like the quiet leaf's: `x-mc-....example.com` must not wake `mc-....`.
-    let other = world.leaf(LeafOptions { ecs: Ecs::None, log_group: Some(group.clone()), prefix: "x-mc" }).await;
+    let other = world.leaf(LeafOptions { ecs: Ecs::None, log_group: Some(group.clone()), prefix: "x-mc", ..LeafOptions::default() }).await;
     let _daemon = Daemon::start(&world.config(&[&quiet, &other], ""));
 
     let t = now_ms();
@@ -64,8 +64,8 @@ async fn aaaa_srv_and_other_leafs_queries_do_not_wake_a_leaf() {
 async fn a_late_event_older_than_the_newest_seen_still_wakes() {
     let world = World::new().await;
     let group = world.log_group().await;
-    let first = world.leaf(LeafOptions { ecs: Ecs::None, log_group: Some(group.clone()), prefix: "first" }).await;
-    let late = world.leaf(LeafOptions { ecs: Ecs::None, log_group: Some(group.clone()), prefix: "late" }).await;
+    let first = world.leaf(LeafOptions { ecs: Ecs::None, log_group: Some(group.clone()), prefix: "first", ..LeafOptions::default() }).await;
+    let late = world.leaf(LeafOptions { ecs: Ecs::None, log_group: Some(group.clone()), prefix: "late", ..LeafOptions::default() }).await;
     let _daemon = Daemon::start(&world.config(&[&first, &late], ""));
 
     let now = now_ms();

@@ -58,13 +58,17 @@ pub struct AwsError {
     pub code: Option<String>,
     /// AWS's message or the transport error.
     pub message: String,
+    /// The request may have reached AWS and been carried out although no answer came
+    /// back (a timeout or a connection cut after sending). Retrying a non-idempotent
+    /// call such as SNS Publish could then do it twice.
+    pub ambiguous: bool,
 }
 
 impl AwsError {
     /// An error found in an answer that AWS gave without an error code (e.g. a
     /// record set we asked for is absent, or a required field is missing).
     pub fn answer(service: &'static str, operation: &'static str, kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { service, operation, kind, code: None, message: message.into() }
+        Self { service, operation, kind, code: None, message: message.into(), ambiguous: false }
     }
 }
 
@@ -124,17 +128,26 @@ where
             let inner = se.err();
             let code = inner.code().map(str::to_owned);
             let message = inner.message().map_or_else(|| format!("HTTP {status}"), str::to_owned);
-            AwsError { service, operation, kind: kind_of(code.as_deref(), Some(status)), code, message }
+            AwsError { service, operation, kind: kind_of(code.as_deref(), Some(status)), code, message, ambiguous: false }
         }
         SdkError::ResponseError(re) => {
             let status = re.raw().status().as_u16();
-            AwsError { service, operation, kind: kind_of(None, Some(status).filter(|s| *s >= 400)), code: None, message: format!("unreadable response (HTTP {status})") }
+            let kind = kind_of(None, Some(status).filter(|s| *s >= 400));
+            AwsError { service, operation, kind, code: None, message: format!("unreadable response (HTTP {status})"), ambiguous: status < 400 }
         }
         SdkError::ConstructionFailure(_) => {
-            AwsError { service, operation, kind: ErrorKind::Invalid, code: None, message: error_chain(&err) }
+            AwsError { service, operation, kind: ErrorKind::Invalid, code: None, message: error_chain(&err), ambiguous: false }
         }
-        _ => AwsError { service, operation, kind: ErrorKind::Transient, code: None, message: error_chain(&err) },
+        _ => {
+            let message = error_chain(&err);
+            AwsError { service, operation, kind: ErrorKind::Transient, ambiguous: !never_sent(&message), code: None, message }
+        }
     }
+}
+
+/// True when a transport error shows the request never left: no connection was made.
+fn never_sent(chain: &str) -> bool {
+    ["tcp connect error", "Connection refused", "dns error", "failed to lookup address", "connect timed out", "ConnectTimeout"].iter().any(|m| chain.contains(m))
 }
 
 /// `err: cause: cause` on one line, for logs.
@@ -171,6 +184,12 @@ mod tests {
         assert_eq!(kind_of(Some("NoSuchHostedZone"), Some(404)), ErrorKind::NotFound);
         assert_eq!(kind_of(Some("ResourceNotFoundException"), Some(400)), ErrorKind::NotFound);
         assert!(!ErrorKind::Denied.is_transient());
+    }
+
+    #[test]
+    fn a_refused_connection_is_not_ambiguous_a_cut_one_is() {
+        assert!(never_sent("dispatch failure: io error: tcp connect error: Connection refused (os error 111)"));
+        assert!(!never_sent("dispatch failure: io error: connection closed before message completed"));
     }
 
     #[test]

@@ -40,7 +40,13 @@ impl SnsApi {
         let mut clients = self.clients.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         clients
             .entry(region.clone())
-            .or_insert_with(|| Client::from_conf(aws_sdk_sns::config::Builder::from(&self.base).region(Region::new(region)).build()))
+            .or_insert_with(|| {
+                // No automatic retries: a Publish whose answer was lost may have been
+                // delivered, and retrying it would send the alert twice. The outbox
+                // retries what certainly failed (see `alerts::flush`).
+                let config = aws_sdk_sns::config::Builder::from(&self.base).region(Region::new(region)).retry_config(aws_config::retry::RetryConfig::disabled()).build();
+                Client::from_conf(config)
+            })
             .clone()
     }
 

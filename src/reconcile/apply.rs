@@ -147,6 +147,9 @@ impl Apply<'_> {
             }
             Action::PointRecord { .. } => unreachable!("records are applied per zone"),
         };
+        if let Some((service, operation)) = call_of(action) {
+            self.cache.reports.entry(name.to_owned()).or_default().call(leaf, result.as_ref().copied(), service, operation);
+        }
         match result {
             Ok(()) => {
                 self.store.update(|s| action.record(s.leafs.entry(name.to_owned()).or_default(), self.now));
@@ -206,6 +209,9 @@ impl Apply<'_> {
             };
             for ((i, u, _), result) in changes.into_iter().zip(results) {
                 let name = self.config.leafs[i].name().to_string();
+                if !dry {
+                    self.cache.reports.entry(name.clone()).or_default().call(&self.config.leafs[i], result.as_ref().copied(), "route53", "ChangeResourceRecordSets");
+                }
                 match &result {
                     Ok(()) => {
                         let record = ARecord { values: vec![u.ip.to_string()], ttl: Some(u.ttl) };
@@ -222,6 +228,15 @@ impl Apply<'_> {
                 }
             }
         }
+    }
+}
+
+/// The AWS call an action makes, for problem tracking.
+fn call_of(action: &Action) -> Option<(&'static str, &'static str)> {
+    match action {
+        Action::Wake(_) | Action::Sleep(_) => Some(("autoscaling", "SetDesiredCapacity")),
+        Action::ScaleService { .. } => Some(("ecs", "UpdateService")),
+        _ => None,
     }
 }
 

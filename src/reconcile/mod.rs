@@ -51,6 +51,25 @@ impl Reconciler {
     }
 }
 
+/// Problems the observation itself shows: a missing ASG, an instance without a public IP.
+fn conditions(leaf: &crate::config::LeafConfig, cache: &observe::Cache, report: &mut crate::problems::Report) {
+    use crate::problems::Problem;
+    let Some(group) = cache.groups.get(leaf.name().as_str()).and_then(|c| c.value.as_ref()) else {
+        report.raised.push(Problem::asg_missing(leaf));
+        return;
+    };
+    report.cleared.push("asg_missing".into());
+    let unreachable = group
+        .instances
+        .iter()
+        .filter(|i| i.lifecycle == crate::aws::asg::Lifecycle::InService)
+        .find(|i| cache.instances.get(&i.id).is_some_and(|known| known.public_ip.is_none()));
+    match unreachable {
+        Some(i) => report.raised.push(Problem::no_public_ip(leaf, &i.id)),
+        None => report.cleared.push("no_public_ip".into()),
+    }
+}
+
 /// The `/status` view of a leaf after a decision.
 fn view(leaf: &crate::config::LeafConfig, plan: &decide::Plan, group: Option<&crate::aws::asg::Group>, memory: &LeafState, now: crate::clock::Timestamp) -> LeafView {
     let (instance, ip) = match &plan.phase {
@@ -74,6 +93,7 @@ fn view(leaf: &crate::config::LeafConfig, plan: &decide::Plan, group: Option<&cr
         last_decision: None,
         waiting_for: plan.waiting_for.map(str::to_owned),
         observed_at: Some(now),
+        problems: memory.problems.values().map(|p| p.text.clone()).collect(),
     }
 }
 
@@ -133,6 +153,14 @@ impl Task for Reconciler {
         if applied.moved {
             // A wake or a stop reached AWS: look again without waiting a tick.
             shared.again.activate();
+        }
+        for (i, _) in &plans {
+            let leaf = &config.leafs[*i];
+            let mut report = self.cache.reports.remove(leaf.name().as_str()).unwrap_or_default();
+            conditions(leaf, &self.cache, &mut report);
+            if !config.daemon.dry_run {
+                crate::problems::update(&shared.store, &config.daemon, leaf, report, now);
+            }
         }
         shared.store.save().await.map_err(|e| e.to_string())?;
         crate::alerts::flush(&shared.store, &shared.aws.sns, config.daemon.dry_run).await.map_err(|e| e.to_string())?;

@@ -63,6 +63,8 @@ pub struct Cache {
     pub tasks: HashMap<String, StoppedTask>,
     /// Essential container names by task definition ARN (immutable).
     pub essential: HashMap<String, Vec<String>>,
+    /// This pass's problem evidence per leaf (calls refused or succeeding).
+    pub reports: HashMap<String, crate::problems::Report>,
 }
 
 impl Cache {
@@ -130,6 +132,7 @@ pub async fn observe(aws: &Aws, config: &Config, cache: &mut Cache, memory: &Sta
         let set: std::collections::BTreeSet<&str> = selected.iter().map(|&i| config.leafs[i].asg.as_str()).collect();
         set.into_iter().map(str::to_owned).collect()
     };
+    cache.reports.clear();
     let groups: HashMap<String, Group> = aws.asg.describe(&names).await?.into_iter().map(|g| (g.name.clone(), g)).collect();
     for &i in selected {
         let leaf = &config.leafs[i];
@@ -203,7 +206,9 @@ async fn read_tasks(aws: &Aws, cache: &mut Cache, running: &[&LeafConfig], memor
         .collect();
     for leaf in due {
         let (cluster, service) = leaf.ecs().expect("filtered");
-        let arns = match aws.ecs.stopped_tasks(cluster.as_str(), service.as_str()).await {
+        let listed = aws.ecs.stopped_tasks(cluster.as_str(), service.as_str()).await;
+        cache.reports.entry(leaf.name().to_string()).or_default().call(leaf, listed.as_ref().map(drop), "ecs", "ListTasks");
+        let arns = match listed {
             Ok(arns) => arns,
             Err(e) => {
                 tracing::warn!(leaf = %leaf.name(), error = %e, "could not list stopped tasks; retrying");
@@ -293,7 +298,9 @@ fn due<'a, T>(candidates: impl Iterator<Item = &'a LeafConfig>, cached: &HashMap
 async fn read_records(aws: &Aws, config: &Config, cache: &mut Cache, selected: &[usize], now: Timestamp) {
     let candidates = selected.iter().map(|&i| &config.leafs[i]).filter(|l| cache.groups.get(l.name().as_str()).is_some_and(|g| g.value.is_some()));
     for leaf in due(candidates, &cache.records, now).into_iter().take(READS_PER_TICK) {
-        match aws.route53.read_a(leaf.hosted_zone_id.as_str(), leaf.domain().as_str()).await {
+        let result = aws.route53.read_a(leaf.hosted_zone_id.as_str(), leaf.domain().as_str()).await;
+        cache.reports.entry(leaf.name().to_string()).or_default().call(leaf, result.as_ref().map(drop), "route53", "ListResourceRecordSets");
+        match result {
             Ok(record) => {
                 cache.records.insert(leaf.name().to_string(), Cached { value: record, at: now });
             }
@@ -313,7 +320,11 @@ async fn read_services(aws: &Aws, config: &Config, cache: &mut Cache, selected: 
     }
     for (cluster, leafs) in by_cluster {
         let names: Vec<String> = leafs.iter().filter_map(|l| l.ecs()).map(|(_, s)| s.to_string()).collect();
-        match aws.ecs.describe(cluster, &names).await {
+        let result = aws.ecs.describe(cluster, &names).await;
+        for leaf in &leafs {
+            cache.reports.entry(leaf.name().to_string()).or_default().call(leaf, result.as_ref().map(drop), "ecs", "DescribeServices");
+        }
+        match result {
             Ok(services) => {
                 for leaf in leafs {
                     let (_, service) = leaf.ecs().expect("filtered");

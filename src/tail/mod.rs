@@ -16,6 +16,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use crate::aws::logs::{LogEvent, LogsApi};
+use crate::aws::AwsError;
 use crate::clock::{self, Timestamp};
 use crate::config::Config;
 use crate::events;
@@ -181,6 +182,24 @@ impl Tail {
     }
 }
 
+impl Tail {
+    /// A log group that does not exist (yet) or cannot be read is a problem of every
+    /// leaf logging to it: no DNS query will wake them.
+    fn report(&self, outcomes: Vec<(Vec<String>, Result<(), AwsError>)>, now: Timestamp) {
+        let config = Arc::clone(&self.config.borrow());
+        if config.daemon.dry_run {
+            return;
+        }
+        for (leafs, result) in outcomes {
+            for leaf in config.leafs.iter().filter(|l| leafs.iter().any(|n| n == l.name().as_str())) {
+                let mut report = crate::problems::Report::default();
+                report.call(leaf, result.as_ref().copied(), "logs", "FilterLogEvents");
+                crate::problems::update(&self.store, &config.daemon, leaf, report, now);
+            }
+        }
+    }
+}
+
 impl Task for Tail {
     fn name(&self) -> &'static str {
         "tail"
@@ -194,9 +213,12 @@ impl Task for Tail {
         let now = clock::now();
         let (mut new, mut wakes, mut errors) = (0, 0, Vec::new());
         let mut activate = false;
+        let mut outcomes: Vec<(Vec<String>, Result<(), AwsError>)> = Vec::new();
         for g in &mut self.groups {
             let from = self.store.read(|s| g.window_start(s, now, self.lookback_ms));
-            match self.logs.events_since(&g.group, from).await {
+            let result = self.logs.events_since(&g.group, from).await;
+            outcomes.push((g.domains.values().cloned().collect(), result.as_ref().map(drop).map_err(Clone::clone)));
+            match result {
                 Ok(read) => {
                     if read.truncated {
                         errors.push(format!("{}: more than one poll can read in the look-back window; lines may be missed (shorten query_log_lookback)", g.group));
@@ -214,6 +236,7 @@ impl Task for Tail {
                 Err(e) => errors.push(format!("{}: {e}", g.group)),
             }
         }
+        self.report(outcomes, now);
         // Persist before anyone acts on the wake, so a crash cannot lose it.
         self.store.save().await.map_err(|e| e.to_string())?;
         if activate {

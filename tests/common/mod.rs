@@ -7,6 +7,7 @@
 #![allow(dead_code, reason = "each test binary uses a different part of the harness")]
 
 pub mod daemon;
+pub mod proxy;
 pub mod world;
 
 use std::future::Future;

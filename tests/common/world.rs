@@ -36,11 +36,13 @@ pub struct LeafOptions {
     pub log_group: Option<String>,
     /// Prefix of the leaf's name.
     pub prefix: &'static str,
+    /// Launch into a subnet that gives no public IPs.
+    pub private: bool,
 }
 
 impl Default for LeafOptions {
     fn default() -> Self {
-        Self { ecs: Ecs::Replica, log_group: None, prefix: "leaf" }
+        Self { ecs: Ecs::Replica, log_group: None, prefix: "leaf", private: false }
     }
 }
 
@@ -141,17 +143,24 @@ impl World {
             .await
             .expect("create launch template");
         let asg = format!("{name}-asg");
-        self.asg
+        let mut create = self
+            .asg
             .create_auto_scaling_group()
             .auto_scaling_group_name(&asg)
             .launch_template(LaunchTemplateSpecification::builder().launch_template_name(&template).version("$Latest").build())
             .min_size(0)
             .max_size(1)
-            .desired_capacity(0)
-            .availability_zones(format!("{REGION}a"))
-            .send()
-            .await
-            .expect("create ASG");
+            .desired_capacity(0);
+        create = if opts.private {
+            // A VPC of its own whose subnet does not map public IPs on launch.
+            let vpc = self.ec2.create_vpc().cidr_block("10.99.0.0/16").send().await.expect("create vpc");
+            let vpc_id = vpc.vpc().and_then(|v| v.vpc_id()).unwrap().to_owned();
+            let subnet = self.ec2.create_subnet().vpc_id(&vpc_id).cidr_block("10.99.1.0/24").availability_zone(format!("{REGION}a")).send().await.expect("create subnet");
+            create.vpc_zone_identifier(subnet.subnet().and_then(|s| s.subnet_id()).unwrap())
+        } else {
+            create.availability_zones(format!("{REGION}a"))
+        };
+        create.send().await.expect("create ASG");
 
         let zone = self
             .route53
@@ -323,6 +332,27 @@ impl World {
             .send()
             .await
             .expect("upsert record");
+    }
+
+    /// Deletes the leaf's hosted zone (its A record first, as Route53 requires).
+    pub async fn delete_zone(&self, leaf: &Leaf) {
+        if let Some((ip, ttl)) = self.record(leaf).await {
+            let record = ResourceRecordSet::builder()
+                .name(&leaf.domain)
+                .r#type(RrType::A)
+                .ttl(ttl)
+                .resource_records(ResourceRecord::builder().value(ip).build().unwrap())
+                .build()
+                .unwrap();
+            self.route53
+                .change_resource_record_sets()
+                .hosted_zone_id(&leaf.zone_id)
+                .change_batch(ChangeBatch::builder().changes(Change::builder().action(ChangeAction::Delete).resource_record_set(record).build().unwrap()).build().unwrap())
+                .send()
+                .await
+                .expect("delete record");
+        }
+        self.route53.delete_hosted_zone().id(&leaf.zone_id).send().await.expect("delete hosted zone");
     }
 
     /// The ECS service's desired count.

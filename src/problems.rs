@@ -1,0 +1,180 @@
+//! Problems an operator must fix: alerted once when they appear, logged when they clear.
+//!
+//! A problem is keyed per leaf: `service:Operation` for an AWS call refused for good
+//! (access denied, resource not found, invalid request), or a condition the daemon sees
+//! (`asg_missing`, `no_public_ip`). It is raised when seen and cleared only by evidence
+//! that it is fixed (the same call succeeding, the condition gone), so a problem seen
+//! on some ticks only does not alert again and again. Raised problems are persisted, so
+//! a restart does not repeat their alerts either.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::alerts::{self, Alert};
+use crate::aws::{AwsError, ErrorKind};
+use crate::clock::Timestamp;
+use crate::config::{DaemonConfig, LeafConfig};
+use crate::state::StateStore;
+
+/// One problem of a leaf.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Problem {
+    /// Stable key: `autoscaling:SetDesiredCapacity`, `asg_missing`, ...
+    pub key: String,
+    /// What is wrong and what to do.
+    pub text: String,
+}
+
+impl Problem {
+    /// The problem an AWS error is, if it needs an operator (not transient).
+    pub fn from_aws(leaf: &LeafConfig, e: &AwsError) -> Option<Self> {
+        // A missing resource is one problem however many calls stumble on it (a deleted
+        // hosted zone fails both the read and the write of the record).
+        let key = if e.kind == ErrorKind::NotFound { format!("{}:not_found", e.service) } else { format!("{}:{}", e.service, e.operation) };
+        let action = crate::iam::action_for(e.service, e.operation).unwrap_or("?");
+        let text = match e.kind {
+            ErrorKind::Transient | ErrorKind::Throttled => return None,
+            ErrorKind::Denied => format!(
+                "AWS denied {action} for leaf {} ({}). Grant it to the daemon's role: `containerd iam-policy` prints the policy.",
+                leaf.name(),
+                e.message
+            ),
+            ErrorKind::NotFound => format!("{} {} found nothing for leaf {}: {}. Check the config or recreate the resource.", e.service, e.operation, leaf.name(), e.message),
+            ErrorKind::Invalid => format!("AWS refused {} {} for leaf {} as invalid: {}", e.service, e.operation, leaf.name(), e.message),
+        };
+        Some(Self { key, text })
+    }
+
+    /// The leaf's ASG is not there.
+    pub fn asg_missing(leaf: &LeafConfig) -> Self {
+        Self {
+            key: "asg_missing".into(),
+            text: format!("AutoScaling group {} of leaf {} does not exist (deleted or misnamed): the leaf cannot wake. Fix `asg` in the config or recreate the group.", leaf.asg, leaf.name()),
+        }
+    }
+
+    /// An InService instance without a public IP.
+    pub fn no_public_ip(leaf: &LeafConfig, instance: &str) -> Self {
+        Self {
+            key: "no_public_ip".into(),
+            text: format!(
+                "instance {instance} of leaf {} is InService but has no public IP: players cannot reach it and {} stays at {}. Enable public IPs for the ASG's subnets or launch template.",
+                leaf.name(),
+                leaf.domain(),
+                leaf.idle_ip
+            ),
+        }
+    }
+}
+
+/// What one pass learnt about one leaf's problems.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Problems seen now.
+    pub raised: Vec<Problem>,
+    /// Keys shown fixed now.
+    pub cleared: Vec<String>,
+}
+
+impl Report {
+    /// Records the outcome of one AWS call made for the leaf.
+    pub fn call(&mut self, leaf: &LeafConfig, result: Result<(), &AwsError>, service: &str, operation: &str) {
+        match result {
+            Ok(()) => {
+                self.cleared.push(format!("{service}:{operation}"));
+                self.cleared.push(format!("{service}:not_found"));
+            }
+            Err(e) => self.raised.extend(Problem::from_aws(leaf, e)),
+        }
+    }
+}
+
+/// Applies a report: alerts new problems once (to the leaf's topics), logs cleared ones.
+pub fn update(store: &StateStore, daemon: &DaemonConfig, leaf: &LeafConfig, report: Report, now: Timestamp) {
+    let name = leaf.name().as_str();
+    let (new, fixed) = store.change(|s| {
+        let open: &mut BTreeMap<String, Problem> = &mut s.leafs.entry(name.to_owned()).or_default().problems;
+        let mut fixed = Vec::new();
+        for key in &report.cleared {
+            if let Some(p) = open.remove(key) {
+                fixed.push(p);
+            }
+        }
+        let mut new = Vec::new();
+        for p in report.raised {
+            if !open.contains_key(&p.key) {
+                open.insert(p.key.clone(), p.clone());
+                new.push(p);
+            }
+        }
+        let changed = !new.is_empty() || !fixed.is_empty();
+        ((new, fixed), changed)
+    });
+    for p in fixed {
+        crate::events::problem_cleared(name, &p.key);
+    }
+    for p in new {
+        crate::events::problem_raised(name, &p.key, &p.text);
+        let alert = Alert {
+            id: format!("{name}:problem:{}:{}", p.key, now.0),
+            leaf: name.to_owned(),
+            kind: "problem".into(),
+            subject: format!("{name} needs attention: {}", p.key),
+            body: format!("Leaf: {name}\nDomain: {}\nProblem: {}\n\nThe daemon keeps retrying; this alert is sent once until the problem is fixed.", leaf.domain(), p.text),
+        };
+        alerts::enqueue(store, daemon, leaf, alert);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::Config;
+
+    fn setup() -> (Config, StateStore) {
+        let text = "[daemon]\nregion = \"us-west-2\"\nquery_log_group = \"g\"\nalert_topic_arn = \"arn:aws:sns:us-west-2:123456789012:all\"\n[[leaf]]\nname = \"mc\"\ndomain = \"mc.example.com\"\nhosted_zone_id = \"Z1\"\nasg = \"mc-asg\"\n[leaf.watchdog]\nthreshold = 1\n";
+        let config = Config::parse(Path::new("t.toml"), text).unwrap();
+        let dir = std::env::temp_dir().join(format!("cm-problems-{}-{}", std::process::id(), crate::clock::now().0));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = StateStore::open(&dir.join("state.json")).unwrap();
+        (config, store)
+    }
+
+    fn denied() -> AwsError {
+        AwsError { service: "autoscaling", operation: "SetDesiredCapacity", kind: ErrorKind::Denied, code: Some("AccessDenied".into()), message: "no".into(), ambiguous: false }
+    }
+
+    #[test]
+    fn a_problem_alerts_once_until_fixed_then_again_if_it_returns() {
+        let (config, store) = setup();
+        let leaf = &config.leafs[0];
+        let raise = || {
+            let mut r = Report::default();
+            r.call(leaf, Err(&denied()), "autoscaling", "SetDesiredCapacity");
+            update(&store, &config.daemon, leaf, r, Timestamp(1));
+        };
+        raise();
+        raise();
+        assert_eq!(store.read(|s| s.outbox.len()), 1, "one alert for a problem seen twice");
+        assert!(store.read(|s| s.outbox[0].alert.body.contains("autoscaling:SetDesiredCapacity")));
+        let mut fixed = Report::default();
+        fixed.call(leaf, Ok(()), "autoscaling", "SetDesiredCapacity");
+        update(&store, &config.daemon, leaf, fixed, Timestamp(2));
+        assert!(store.read(|s| s.leafs["mc"].problems.is_empty()));
+        raise();
+        assert_eq!(store.read(|s| s.outbox.len()), 2, "it came back: alert again");
+    }
+
+    #[test]
+    fn transient_failures_are_no_problem() {
+        let (config, store) = setup();
+        let leaf = &config.leafs[0];
+        let mut r = Report::default();
+        r.call(leaf, Err(&AwsError { kind: ErrorKind::Throttled, ..denied() }), "autoscaling", "SetDesiredCapacity");
+        update(&store, &config.daemon, leaf, r, Timestamp(1));
+        assert_eq!(store.read(|s| s.outbox.len()), 0);
+    }
+}

@@ -1,0 +1,333 @@
+//! A fault-injecting HTTP proxy between the daemon and an emulator.
+//!
+//! The daemon is pointed at the proxy with the standard `AWS_ENDPOINT_URL_<SERVICE>`
+//! variables; the proxy forwards each request to the emulator unless the current
+//! [`Faults`] say otherwise: answer 500, throttle the way AWS throttles (code, status
+//! and body in each service's protocol), deny access, delay, cut the connection in the
+//! middle of the response, or refuse everything (an outage). The emulator processes are
+//! not restarted for an outage: moto keeps its state in memory, so a restart would
+//! delete the leafs under test; to the daemon a refused connection is the same thing.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Frame, Incoming};
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, TcpStream};
+
+/// What to do to requests, chosen at random per request.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    /// Share answered 500.
+    pub server_error: f64,
+    /// Share throttled.
+    pub throttle: f64,
+    /// Share cut mid-response.
+    pub cut: f64,
+    /// Share delayed, and by how much.
+    pub delay: (f64, Duration),
+    /// Refuse every connection.
+    pub outage: bool,
+    /// Requests whose service, operation and body or path match are denied.
+    pub deny: Vec<Deny>,
+}
+
+impl Faults {
+    /// `share` of all requests fail, spread over 500s, throttling, cuts and delays.
+    pub fn random(share: f64) -> Self {
+        Self { server_error: share * 0.4, throttle: share * 0.3, cut: share * 0.2, delay: (share * 0.1, Duration::from_secs(2)), ..Self::default() }
+    }
+}
+
+/// An AccessDenied rule.
+#[derive(Debug, Clone)]
+pub struct Deny {
+    /// Signing name of the service (`autoscaling`, `route53`, ...).
+    pub service: String,
+    /// Texts the request's path or body must all contain (an action, a resource name).
+    pub contains: Vec<String>,
+}
+
+/// Counts of what the proxy did.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Requests seen.
+    pub requests: AtomicU64,
+    /// Answered 500.
+    pub server_errors: AtomicU64,
+    /// Throttled.
+    pub throttled: AtomicU64,
+    /// Denied.
+    pub denied: AtomicU64,
+    /// Cut mid-response.
+    pub cut: AtomicU64,
+    /// Delayed.
+    pub delayed: AtomicU64,
+    /// Refused (outage).
+    pub refused: AtomicU64,
+}
+
+impl Stats {
+    /// Faults injected so far, all kinds.
+    pub fn injected(&self) -> u64 {
+        [&self.server_errors, &self.throttled, &self.denied, &self.cut, &self.delayed, &self.refused].iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+}
+
+/// A running proxy.
+pub struct Proxy {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    faults: Arc<Mutex<Faults>>,
+    /// What it did.
+    pub stats: Arc<Stats>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A small xorshift generator: no dependency, and the seed is printed for replays.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        #[allow(clippy::cast_precision_loss)]
+        let x = (self.0 >> 11) as f64 / (1u64 << 53) as f64;
+        x
+    }
+}
+
+impl Proxy {
+    /// Starts a proxy to `upstream` (`http://127.0.0.1:PORT`) with no faults.
+    pub async fn start(upstream: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let faults = Arc::new(Mutex::new(Faults::default()));
+        let stats = Arc::new(Stats::default());
+        let seed = std::env::var("CM_FAULT_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| super::now_ms() as u64 | 1);
+        println!("fault proxy {url} -> {upstream} (CM_FAULT_SEED={seed})");
+        let rng = Arc::new(Mutex::new(Rng(seed)));
+        let upstream = upstream.trim_start_matches("http://").to_owned();
+        let (f, s) = (Arc::clone(&faults), Arc::clone(&stats));
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let (faults, stats, rng, upstream) = (Arc::clone(&f), Arc::clone(&s), Arc::clone(&rng), upstream.clone());
+                if faults.lock().unwrap().outage {
+                    stats.refused.fetch_add(1, Ordering::Relaxed);
+                    drop(stream);
+                    continue;
+                }
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| {
+                        let (faults, stats, rng, upstream) = (Arc::clone(&faults), Arc::clone(&stats), Arc::clone(&rng), upstream.clone());
+                        async move { Ok::<_, Infallible>(handle(req, &faults, &stats, &rng, &upstream).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                });
+            }
+        });
+        Self { url, faults, stats, task }
+    }
+
+    /// Replaces the faults.
+    pub fn set(&self, faults: Faults) {
+        *self.faults.lock().unwrap() = faults;
+    }
+}
+
+type Reply = Response<ProxyBody>;
+
+async fn handle(req: Request<Incoming>, faults: &Mutex<Faults>, stats: &Stats, rng: &Mutex<Rng>, upstream: &str) -> Reply {
+    stats.requests.fetch_add(1, Ordering::Relaxed);
+    let (parts, body) = req.into_parts();
+    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let service = signing_service(&parts.headers);
+    let protocol = Protocol::of(&service, &parts.headers);
+    let faults = faults.lock().unwrap().clone();
+    let text = format!("{} {}", parts.uri, String::from_utf8_lossy(&body));
+    if faults.deny.iter().any(|d| d.service == service && d.contains.iter().all(|c| text.contains(c.as_str()))) {
+        stats.denied.fetch_add(1, Ordering::Relaxed);
+        return protocol.error(ErrorCase::Denied);
+    }
+    let roll = rng.lock().unwrap().next();
+    let mut edge = faults.server_error;
+    if roll < edge {
+        stats.server_errors.fetch_add(1, Ordering::Relaxed);
+        return protocol.error(ErrorCase::Server);
+    }
+    edge += faults.throttle;
+    if roll < edge {
+        stats.throttled.fetch_add(1, Ordering::Relaxed);
+        return protocol.error(ErrorCase::Throttle);
+    }
+    edge += faults.delay.0;
+    if roll < edge {
+        stats.delayed.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(faults.delay.1).await;
+    }
+    let cut = roll >= edge && roll < edge + faults.cut;
+    match forward(parts, body, upstream).await {
+        Ok(resp) if cut => {
+            stats.cut.fetch_add(1, Ordering::Relaxed);
+            let (parts, bytes) = resp.into_parts();
+            let half = bytes.slice(..bytes.len() / 2);
+            Response::from_parts(parts, ProxyBody::Cut(Some(half)))
+        }
+        Ok(resp) => resp.map(|b| ProxyBody::Full(Full::new(b))),
+        Err(e) => protocol.error_text(502, &format!("proxy could not reach the emulator: {e}")),
+    }
+}
+
+async fn forward(parts: hyper::http::request::Parts, body: Bytes, upstream: &str) -> Result<Response<Bytes>, String> {
+    let stream = TcpStream::connect(upstream).await.map_err(|e| e.to_string())?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let req = Request::from_parts(parts, Full::new(body));
+    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    let (parts, body) = resp.into_parts();
+    let bytes = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+    Ok(Response::from_parts(parts, bytes))
+}
+
+/// The response body: whole, or cut after half (the connection then breaks).
+pub enum ProxyBody {
+    /// The whole body.
+    Full(Full<Bytes>),
+    /// Half a body, then an error that makes hyper abort the connection.
+    Cut(Option<Bytes>),
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.get_mut() {
+            ProxyBody::Full(full) => Pin::new(full).poll_frame(cx).map_err(|never| match never {}),
+            ProxyBody::Cut(half) => match half.take() {
+                Some(bytes) => Poll::Ready(Some(Ok(Frame::data(bytes)))),
+                None => Poll::Ready(Some(Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "cut by the fault proxy")))),
+            },
+        }
+    }
+}
+
+/// The service name from the SigV4 credential scope (`.../us-west-2/autoscaling/aws4_request`).
+fn signing_service(headers: &hyper::HeaderMap) -> String {
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split("Credential=").nth(1))
+        .and_then(|c| c.split(',').next())
+        .and_then(|c| c.split('/').nth(3))
+        .unwrap_or("unknown")
+        .to_owned()
+}
+
+#[derive(Clone, Copy)]
+enum ErrorCase {
+    Server,
+    Throttle,
+    Denied,
+}
+
+/// How each service spells its errors.
+#[derive(Clone, Copy)]
+enum Protocol {
+    /// AutoScaling, SNS: awsQuery XML.
+    Query,
+    /// EC2's own XML.
+    Ec2,
+    /// ECS, CloudWatch Logs: awsJson1_1.
+    Json,
+    /// Route53: restXml.
+    RestXml,
+    /// CloudWatch: Smithy RPC v2 CBOR.
+    Cbor,
+}
+
+impl Protocol {
+    fn of(service: &str, headers: &hyper::HeaderMap) -> Self {
+        if headers.get("smithy-protocol").is_some_and(|v| v == "rpc-v2-cbor") {
+            return Self::Cbor;
+        }
+        match service {
+            "ec2" => Self::Ec2,
+            "ecs" | "logs" => Self::Json,
+            "route53" => Self::RestXml,
+            _ => Self::Query,
+        }
+    }
+
+    fn error(self, case: ErrorCase) -> Reply {
+        let (status, code, message) = match (self, case) {
+            (_, ErrorCase::Server) => (500, "InternalFailure", "injected server error"),
+            (Self::Ec2, ErrorCase::Throttle) => (503, "RequestLimitExceeded", "Request limit exceeded."),
+            (Self::Json | Self::Cbor, ErrorCase::Throttle) => (400, "ThrottlingException", "Rate exceeded"),
+            (_, ErrorCase::Throttle) => (400, "Throttling", "Rate exceeded"),
+            (Self::Ec2, ErrorCase::Denied) => (403, "UnauthorizedOperation", "You are not authorized to perform this operation."),
+            (Self::Json | Self::Cbor, ErrorCase::Denied) => (400, "AccessDeniedException", "User is not authorized to perform this action"),
+            (_, ErrorCase::Denied) => (403, "AccessDenied", "User is not authorized to perform this action"),
+        };
+        let (content_type, body): (&str, Vec<u8>) = match self {
+            Self::Query | Self::RestXml => (
+                "text/xml",
+                format!("<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>fault-proxy</RequestId></ErrorResponse>").into_bytes(),
+            ),
+            Self::Ec2 => (
+                "text/xml",
+                format!("<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors><RequestID>fault-proxy</RequestID></Response>").into_bytes(),
+            ),
+            Self::Json => ("application/x-amz-json-1.1", format!("{{\"__type\":\"{code}\",\"message\":\"{message}\"}}").into_bytes()),
+            Self::Cbor => ("application/cbor", cbor_error(code, message)),
+        };
+        let mut resp = Response::builder().status(status).header("content-type", content_type).header("x-amzn-requestid", "fault-proxy");
+        if matches!(self, Self::Cbor) {
+            resp = resp.header("smithy-protocol", "rpc-v2-cbor");
+        }
+        if matches!(self, Self::Json) {
+            resp = resp.header("x-amzn-errortype", code);
+        }
+        resp.body(ProxyBody::Full(Full::new(Bytes::from(body)))).unwrap()
+    }
+
+    fn error_text(self, status: u16, text: &str) -> Reply {
+        Response::builder().status(status).header("content-type", "text/plain").body(ProxyBody::Full(Full::new(Bytes::from(text.to_owned())))).unwrap()
+    }
+}
+
+/// `{"__type": code, "message": message}` in CBOR.
+fn cbor_error(code: &str, message: &str) -> Vec<u8> {
+    fn text(out: &mut Vec<u8>, s: &str) {
+        let len = s.len();
+        if len < 24 {
+            out.push(0x60 | len as u8);
+        } else {
+            out.push(0x78);
+            out.push(len as u8);
+        }
+        out.extend_from_slice(s.as_bytes());
+    }
+    let mut out = vec![0xa2];
+    text(&mut out, "__type");
+    text(&mut out, code);
+    text(&mut out, "message");
+    text(&mut out, message);
+    out
+}

@@ -1,0 +1,97 @@
+//! Property-based fuzzing of the two parsers that read outside input: the Route53
+//! query-log line parser and the config loader. cargo-fuzz needs a nightly toolchain,
+//! which these machines cannot fetch, so proptest mutates the committed seed corpus
+//! (tests/corpus/) and also feeds arbitrary text. The test command runs a bounded number
+//! of cases; `CM_FUZZ_CASES=200000 cargo test --test fuzz` runs longer.
+
+use std::path::Path;
+
+use container_manager::config::Config;
+use container_manager::tail::parse::parse;
+use proptest::prelude::*;
+
+fn cases() -> u32 {
+    std::env::var("CM_FUZZ_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(3000)
+}
+
+fn lines() -> Vec<&'static str> {
+    include_str!("corpus/query-log.txt").lines().collect()
+}
+
+fn configs() -> Vec<&'static str> {
+    vec![include_str!("corpus/config/minimal.toml"), include_str!("corpus/config/several.toml"), include_str!("../config/leafs.toml")]
+}
+
+/// Applies byte edits (replace, insert, delete, duplicate a span) to a seed.
+fn mutate(seed: &str, edits: &[(u8, usize, u8)]) -> String {
+    let mut bytes = seed.as_bytes().to_vec();
+    for &(op, at, byte) in edits {
+        let at = if bytes.is_empty() { 0 } else { at % bytes.len() };
+        match op % 4 {
+            0 if !bytes.is_empty() => bytes[at] = byte,
+            1 => bytes.insert(at, byte),
+            2 if !bytes.is_empty() => {
+                bytes.remove(at);
+            }
+            _ => {
+                let end = (at + usize::from(byte % 16)).min(bytes.len());
+                let span = bytes[at..end].to_vec();
+                bytes.splice(at..at, span);
+            }
+        }
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+fn edits() -> impl Strategy<Value = Vec<(u8, usize, u8)>> {
+    proptest::collection::vec((any::<u8>(), any::<usize>(), any::<u8>()), 0..12)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
+
+    #[test]
+    fn the_line_parser_survives_mutated_lines(seed in 0usize..8, edits in edits()) {
+        let seeds = lines();
+        let line = mutate(seeds[seed % seeds.len()], &edits);
+        if let Ok(q) = parse(&line) {
+            // Whatever parses is a full, well-formed line.
+            prop_assert_eq!(line.trim_end_matches(['\r', '\n']).split(' ').count(), 10);
+            prop_assert!(!q.name().is_empty() || q.raw_name == ".");
+        }
+    }
+
+    #[test]
+    fn the_line_parser_survives_any_text(line in any::<String>()) {
+        let _ = parse(&line);
+    }
+
+    #[test]
+    fn the_config_loader_survives_mutated_files(seed in 0usize..3, edits in edits()) {
+        let seeds = configs();
+        let text = mutate(seeds[seed % seeds.len()], &edits);
+        if let Err(e) = Config::parse(Path::new("fuzz.toml"), &text) {
+            // Every refusal names a place an operator can find.
+            let message = e.to_string();
+            prop_assert!(message.starts_with("fuzz.toml"), "{}", message);
+            if let Some(line) = e.line {
+                prop_assert!(line >= 1 && line <= text.lines().count() + 1, "line {} of {}", line, text.lines().count());
+            }
+        }
+    }
+
+    #[test]
+    fn the_config_loader_survives_any_text(text in any::<String>()) {
+        let _ = Config::parse(Path::new("fuzz.toml"), &text);
+    }
+}
+
+#[test]
+fn every_seed_line_parses_and_every_seed_config_loads() {
+    for line in lines() {
+        parse(line).unwrap_or_else(|e| panic!("{line}: {e}"));
+    }
+    for text in configs() {
+        Config::parse(Path::new("seed.toml"), text).unwrap();
+    }
+}
