@@ -139,11 +139,14 @@ fn reload(path: &Path, tx: &watch::Sender<Arc<Config>>) {
 async fn feed_systemd(notifier: Notifier, status: Arc<Status>, cancel: CancellationToken) {
     let every = Notifier::watchdog_usec().map_or(Duration::from_secs(5), |us| Duration::from_micros(us / 2).max(Duration::from_millis(100)));
     let mut ticks = tokio::time::interval(every.min(Duration::from_secs(5)));
+    let mut passes = status.reconcile.clone();
     let mut ready = false;
     loop {
         tokio::select! {
             () = cancel.cancelled() => break,
             _ = ticks.tick() => {}
+            // Until READY, every reconcile pass is a chance to say so at once.
+            Ok(()) = passes.changed(), if !ready => {}
         }
         let mut message = format!("STATUS={}", status.summary());
         if !ready && status.aws_reachable() {

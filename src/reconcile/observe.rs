@@ -92,21 +92,19 @@ impl Cache {
         self.stopped.get(leaf).map(|c| c.value.iter().filter_map(|arn| self.tasks.get(arn).cloned()).collect()).unwrap_or_default()
     }
 
-    /// True when the leaf sleeps and everything about it is as it should be: such a
-    /// leaf only needs an occasional look.
+    /// True when the leaf sleeps and nothing is pending for it: such a leaf only needs
+    /// an occasional look. Its record and service need not be known yet: they are read
+    /// when the rotation brings it round, within the per-tick budget, so that a restart
+    /// with 1,000 leafs does not describe all of them every tick until then.
     fn settled(&self, leaf: &LeafConfig, state: &State) -> bool {
         let name = leaf.name().as_str();
         let Some(group) = self.groups.get(name) else { return false };
         let asleep = group.value.as_ref().is_none_or(|g| g.desired == 0 && g.instances.is_empty());
         let memory = state.leafs.get(name);
-        let quiet = memory.is_some_and(|m| m.wake.is_none() && m.announced == Some(Announced::Down));
-        let record_idle = matches!(self.record(name), Seen::Known(Some(r)) if r.is(leaf.idle_ip, leaf.dns_ttl()));
-        let service_idle = match self.service(leaf) {
-            ServiceSeen::NotConfigured | ServiceSeen::Missing => true,
-            ServiceSeen::Known(s) => s.daemon || s.desired == 0,
-            ServiceSeen::Unknown => false,
-        };
-        asleep && quiet && record_idle && service_idle
+        let quiet = memory.is_some_and(|m| m.wake.is_none() && m.manual.is_none() && m.announced == Some(Announced::Down));
+        let record_wrong = matches!(self.record(name), Seen::Known(r) if !r.as_ref().is_some_and(|r| r.is(leaf.idle_ip, leaf.dns_ttl())));
+        let service_up = matches!(self.service(leaf), ServiceSeen::Known(s) if !s.daemon && s.desired != 0);
+        asleep && quiet && !record_wrong && !service_up
     }
 }
 
@@ -119,7 +117,10 @@ pub fn select(config: &Config, cache: &Cache, state: &State) -> Vec<usize> {
     let waiting = |i: &usize| state.leafs.get(config.leafs[*i].name().as_str()).is_some_and(|m| m.wake.is_some() || m.manual.is_some());
     active.sort_by_key(|i| !waiting(i));
     settled.sort_by_key(|&i| cache.groups.get(config.leafs[i].name().as_str()).map(|c| c.at));
-    let room = (active.len().div_ceil(NAMES_PER_CALL).max(1) * NAMES_PER_CALL) - active.len();
+    let mut room = (active.len().div_ceil(NAMES_PER_CALL).max(1) * NAMES_PER_CALL) - active.len();
+    if room == 0 {
+        room = NAMES_PER_CALL; // the active leafs fill whole calls: one more keeps the rotation going
+    }
     active.extend(settled.into_iter().take(room));
     active
 }
@@ -363,6 +364,17 @@ mod tests {
         cache.groups.insert(name.clone(), Cached { value: Some(Group { name: leaf.asg.to_string(), desired: 0, max: 1, instances: vec![] }), at: Timestamp(at) });
         cache.records.insert(name.clone(), Cached { value: Some(ARecord { values: vec!["0.0.0.0".into()], ttl: Some(1) }), at: Timestamp(at) });
         state.leafs.entry(name).or_default().announced = Some(Announced::Down);
+    }
+
+    #[test]
+    fn a_sleeping_leaf_whose_record_is_not_read_yet_still_rotates() {
+        let c = config(250);
+        let (mut cache, mut state) = (Cache::default(), State::default());
+        for (i, leaf) in c.leafs.iter().enumerate() {
+            settle(&mut cache, &mut state, leaf, i as i64);
+            cache.records.clear();
+        }
+        assert_eq!(select(&c, &cache, &state).len(), NAMES_PER_CALL, "one call, not three, while records are unknown");
     }
 
     #[test]

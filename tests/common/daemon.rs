@@ -23,7 +23,9 @@ impl Daemon {
 
     /// Starts `containerd --config <config> <args>` with extra environment variables.
     pub fn start_with(config: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_containerd"))
+        // The benchmark runs the release binary when CM_BENCH_BIN names it.
+        let bin = std::env::var("CM_BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_containerd").to_owned());
+        let mut child = Command::new(bin)
             .arg("--config")
             .arg(config)
             .args(args)
@@ -107,6 +109,17 @@ impl Daemon {
     /// Waits for a log line containing all `needles`.
     pub async fn wait_for_log(&self, needles: &[&str], timeout: Duration) -> String {
         super::eventually(&format!("a log line with {needles:?}"), timeout, || async { self.lines_with(needles).into_iter().next() }).await
+    }
+
+    /// Resident memory (kB) and CPU time used so far (ms), from /proc.
+    pub fn usage(&self) -> (u64, u64) {
+        let pid = self.pid();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let rss = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap_or(0);
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+        let ticks: u64 = fields.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) + fields.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        (rss, ticks * 10) // USER_HZ is 100 on Linux
     }
 
     /// SIGKILL: no chance to save anything, as in a crash or OOM kill.

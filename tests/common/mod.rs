@@ -4,7 +4,7 @@
 //! Every test provisions its own leafs with unique names, so tests run in parallel
 //! against the same emulators without seeing each other.
 
-#![allow(dead_code, reason = "each test binary uses a different part of the harness")]
+#![allow(dead_code, unused_imports, reason = "each test binary uses a different part of the harness")]
 
 pub mod daemon;
 pub mod proxy;

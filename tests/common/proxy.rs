@@ -82,6 +82,19 @@ impl Stats {
     }
 }
 
+/// One request that went through the proxy.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// Arrival, epoch ms.
+    pub at_ms: i64,
+    /// Signing service (`autoscaling`, `logs`, `monitoring`, ...).
+    pub service: String,
+    /// API operation.
+    pub operation: String,
+    /// The request's path and body, for matching resources.
+    pub text: String,
+}
+
 /// A running proxy.
 pub struct Proxy {
     /// `http://127.0.0.1:PORT`.
@@ -89,6 +102,8 @@ pub struct Proxy {
     faults: Arc<Mutex<Faults>>,
     /// What it did.
     pub stats: Arc<Stats>,
+    /// Every request, in arrival order (the counting side of the proxy).
+    pub calls: Arc<Mutex<Vec<Call>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -123,11 +138,12 @@ impl Proxy {
         println!("fault proxy {url} -> {upstream} (CM_FAULT_SEED={seed})");
         let rng = Arc::new(Mutex::new(Rng(seed)));
         let upstream = upstream.trim_start_matches("http://").to_owned();
-        let (f, s) = (Arc::clone(&faults), Arc::clone(&stats));
+        let calls: Arc<Mutex<Vec<Call>>> = Arc::default();
+        let (f, s, c) = (Arc::clone(&faults), Arc::clone(&stats), Arc::clone(&calls));
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { continue };
-                let (faults, stats, rng, upstream) = (Arc::clone(&f), Arc::clone(&s), Arc::clone(&rng), upstream.clone());
+                let (faults, stats, rng, upstream, calls) = (Arc::clone(&f), Arc::clone(&s), Arc::clone(&rng), upstream.clone(), Arc::clone(&c));
                 if faults.lock().unwrap().outage {
                     stats.refused.fetch_add(1, Ordering::Relaxed);
                     drop(stream);
@@ -135,14 +151,19 @@ impl Proxy {
                 }
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
-                        let (faults, stats, rng, upstream) = (Arc::clone(&faults), Arc::clone(&stats), Arc::clone(&rng), upstream.clone());
-                        async move { Ok::<_, Infallible>(handle(req, &faults, &stats, &rng, &upstream).await) }
+                        let (faults, stats, rng, upstream, calls) = (Arc::clone(&faults), Arc::clone(&stats), Arc::clone(&rng), upstream.clone(), Arc::clone(&calls));
+                        async move { Ok::<_, Infallible>(handle(req, &faults, &stats, &rng, &upstream, &calls).await) }
                     });
                     let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
                 });
             }
         });
-        Self { url, faults, stats, task }
+        Self { url, faults, stats, calls, task }
+    }
+
+    /// Calls seen so far.
+    pub fn calls(&self) -> Vec<Call> {
+        self.calls.lock().unwrap().clone()
     }
 
     /// Replaces the faults.
@@ -153,14 +174,16 @@ impl Proxy {
 
 type Reply = Response<ProxyBody>;
 
-async fn handle(req: Request<Incoming>, faults: &Mutex<Faults>, stats: &Stats, rng: &Mutex<Rng>, upstream: &str) -> Reply {
+async fn handle(req: Request<Incoming>, faults: &Mutex<Faults>, stats: &Stats, rng: &Mutex<Rng>, upstream: &str, calls: &Mutex<Vec<Call>>) -> Reply {
     stats.requests.fetch_add(1, Ordering::Relaxed);
+    let at_ms = super::now_ms();
     let (parts, body) = req.into_parts();
     let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let service = signing_service(&parts.headers);
     let protocol = Protocol::of(&service, &parts.headers);
     let faults = faults.lock().unwrap().clone();
     let text = format!("{} {}", parts.uri, String::from_utf8_lossy(&body));
+    calls.lock().unwrap().push(Call { at_ms, service: service.clone(), operation: operation(&parts, &body), text: text.clone() });
     if faults.deny.iter().any(|d| d.service == service && d.contains.iter().all(|c| text.contains(c.as_str()))) {
         stats.denied.fetch_add(1, Ordering::Relaxed);
         return protocol.error(ErrorCase::Denied);
@@ -226,6 +249,25 @@ impl Body for ProxyBody {
             },
         }
     }
+}
+
+/// The API operation of a request, in whichever way its protocol names it.
+fn operation(parts: &hyper::http::request::Parts, body: &[u8]) -> String {
+    if let Some(target) = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
+        return target.rsplit('.').next().unwrap_or(target).to_owned();
+    }
+    let path = parts.uri.path();
+    if let Some(op) = path.split("/operation/").nth(1) {
+        return op.to_owned();
+    }
+    let body = String::from_utf8_lossy(body);
+    if let Some(action) = body.split('&').find_map(|kv| kv.strip_prefix("Action=")) {
+        return action.to_owned();
+    }
+    if path.contains("/rrset") {
+        return if parts.method == hyper::Method::POST { "ChangeResourceRecordSets" } else { "ListResourceRecordSets" }.to_owned();
+    }
+    format!("{} {path}", parts.method)
 }
 
 /// The service name from the SigV4 credential scope (`.../us-west-2/autoscaling/aws4_request`).

@@ -1,0 +1,303 @@
+//! The benchmark: wake and DNS latency, AWS calls per minute by operation, cost per
+//! leaf-month and footprint, measured against the emulators through a counting proxy.
+//!
+//! In the test command it runs as a short smoke test (it checks that every figure was
+//! produced, never how fast). `tests/bench.sh` runs the full version (`CM_BENCH=full`,
+//! the release binary) and writes docs/performance.md's tables and a JSON file.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use aws_sdk_autoscaling::types::LaunchTemplateSpecification;
+use aws_sdk_ec2::types::RequestLaunchTemplateData;
+use aws_sdk_route53::types::{Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType};
+use common::proxy::{Call, Proxy};
+use common::world::REGION;
+use common::{eventually, now_ms, query_line, Daemon, World};
+use serde_json::json;
+
+/// How much to measure.
+struct Plan {
+    full: bool,
+    wake_runs: Vec<(usize, usize)>,
+    call_sizes: Vec<usize>,
+    window: Duration,
+}
+
+impl Plan {
+    fn from_env() -> Self {
+        if std::env::var("CM_BENCH").as_deref() == Ok("full") {
+            Self { full: true, wake_runs: vec![(1, 50), (100, 50), (1000, 10)], call_sizes: vec![1, 10, 100, 1000], window: Duration::from_secs(60) }
+        } else {
+            Self { full: false, wake_runs: vec![(1, 3)], call_sizes: vec![10], window: Duration::from_secs(6) }
+        }
+    }
+}
+
+/// N lightweight leafs: one launch template, N ASGs, one hosted zone with N records,
+/// one query-log group. What the daemon reads and writes is the same as for full leafs.
+struct Fleet {
+    asgs: Vec<String>,
+    domains: Vec<String>,
+    zone: String,
+    group: String,
+}
+
+async fn fleet(world: &World, n: usize) -> Fleet {
+    let id = common::unique("bench");
+    let template = format!("{id}-lt");
+    world
+        .ec2
+        .create_launch_template()
+        .launch_template_name(&template)
+        .launch_template_data(RequestLaunchTemplateData::builder().image_id("ami-12c6146b").instance_type(aws_sdk_ec2::types::InstanceType::T3Small).build())
+        .send()
+        .await
+        .unwrap();
+    let mut asgs = Vec::with_capacity(n);
+    for i in 0..n {
+        let asg = format!("{id}-{i}");
+        world
+            .asg
+            .create_auto_scaling_group()
+            .auto_scaling_group_name(&asg)
+            .launch_template(LaunchTemplateSpecification::builder().launch_template_name(&template).version("$Latest").build())
+            .min_size(0)
+            .max_size(1)
+            .desired_capacity(0)
+            .availability_zones(format!("{REGION}a"))
+            .send()
+            .await
+            .unwrap();
+        asgs.push(asg);
+    }
+    let zone_name = format!("{id}.example.com");
+    let zone = world.route53.create_hosted_zone().name(&zone_name).caller_reference(&id).send().await.unwrap();
+    let zone = zone.hosted_zone().unwrap().id().trim_start_matches("/hostedzone/").to_owned();
+    let domains: Vec<String> = (0..n).map(|i| format!("l{i}.{zone_name}")).collect();
+    for chunk in domains.chunks(500) {
+        let mut batch = ChangeBatch::builder();
+        for d in chunk {
+            let rr = ResourceRecordSet::builder().name(d).r#type(RrType::A).ttl(1).resource_records(ResourceRecord::builder().value("0.0.0.0").build().unwrap()).build().unwrap();
+            batch = batch.changes(Change::builder().action(ChangeAction::Upsert).resource_record_set(rr).build().unwrap());
+        }
+        world.route53.change_resource_record_sets().hosted_zone_id(&zone).change_batch(batch.build().unwrap()).send().await.unwrap();
+    }
+    let group = world.log_group().await;
+    Fleet { asgs, domains, zone, group }
+}
+
+fn config(world: &World, fleet: &Fleet) -> std::path::PathBuf {
+    let mut text = format!(
+        "[daemon]\nregion = \"{REGION}\"\nquery_log_group = \"{}\"\nstate_file = \"{}\"\nlisten = \"127.0.0.1:{}\"\n",
+        fleet.group,
+        world.dir.join(format!("{}.json", common::unique("state"))).display(),
+        common::free_port()
+    );
+    for (i, (asg, domain)) in fleet.asgs.iter().zip(&fleet.domains).enumerate() {
+        // 10-second watchdog periods so that a one-minute window sees metric reads.
+        let _ = write!(text, "[[leaf]]\nname = \"l{i}\"\ndomain = \"{domain}\"\nhosted_zone_id = \"{}\"\nasg = \"{asg}\"\n[leaf.watchdog]\nthreshold = 1175\nperiod = \"10s\"\nidle_after = \"10s\"\n", fleet.zone);
+    }
+    let path = world.dir.join(format!("{}.toml", common::unique("bench")));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Both emulators behind counting proxies.
+struct Counting {
+    localstack: Proxy,
+    moto: Proxy,
+}
+
+impl Counting {
+    async fn start() -> Self {
+        Self {
+            localstack: Proxy::start(&std::env::var("CM_LOCALSTACK_URL").expect("run through tests/run.sh")).await,
+            moto: Proxy::start(&std::env::var("CM_MOTO_URL").expect("run through tests/run.sh")).await,
+        }
+    }
+
+    fn daemon(&self, config: &std::path::Path) -> Daemon {
+        let mut env = Vec::new();
+        for s in ["ROUTE_53", "CLOUDWATCH_LOGS", "CLOUDWATCH", "SNS"] {
+            env.push((format!("AWS_ENDPOINT_URL_{s}"), self.localstack.url.clone()));
+        }
+        for s in ["AUTO_SCALING", "EC2", "ECS", "EFS"] {
+            env.push((format!("AWS_ENDPOINT_URL_{s}"), self.moto.url.clone()));
+        }
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        Daemon::start_with(config, &[], &env)
+    }
+
+    fn calls(&self) -> Vec<Call> {
+        let mut all = self.localstack.calls();
+        all.extend(self.moto.calls());
+        all.sort_by_key(|c| c.at_ms);
+        all
+    }
+}
+
+fn stats(mut v: Vec<f64>) -> serde_json::Value {
+    v.sort_by(f64::total_cmp);
+    let pick = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+    json!({"n": v.len(), "min": v[0], "median": pick(0.5), "p99": pick(0.99), "max": v[v.len() - 1]})
+}
+
+async fn ready(daemon: &Daemon, started: Instant) -> f64 {
+    daemon.wait_for_log(&["ready: config loaded and AWS answering"], Duration::from_secs(300)).await;
+    started.elapsed().as_secs_f64() * 1000.0
+}
+
+/// Wakes leafs one at a time; returns (wake latencies ms, DNS latencies ms, ready ms, peak RSS kB, CPU ms).
+async fn wake_run(world: &World, n: usize, wakes: usize) -> serde_json::Value {
+    let fleet = fleet(world, n).await;
+    let counting = Counting::start().await;
+    let started = Instant::now();
+    let daemon = counting.daemon(&config(world, &fleet));
+    let ready_ms = ready(&daemon, started).await;
+    let (_, cpu_before) = daemon.usage();
+    let run_started = Instant::now();
+    let (mut wake_ms, mut dns_ms, mut peak_rss) = (Vec::new(), Vec::new(), 0);
+    for k in 0..wakes {
+        let i = (k * 7) % n;
+        let (asg, domain) = (&fleet.asgs[i], &fleet.domains[i]);
+        let at = now_ms();
+        world.put_line(&fleet.group, "FRA6", at, &query_line(at, &fleet.zone, domain, "A")).await;
+        let t0 = now_ms(); // PutLogEvents returned: the line is readable
+        let set = eventually("SetDesiredCapacity at the emulator", Duration::from_secs(60), || async {
+            counting.moto.calls().into_iter().find(|c| c.at_ms >= t0 && c.operation == "SetDesiredCapacity" && c.text.contains(&format!("AutoScalingGroupName={asg}&")))
+        })
+        .await;
+        let upsert = eventually("the A record UPSERT at the emulator", Duration::from_secs(60), || async {
+            counting.localstack.calls().into_iter().find(|c| c.at_ms >= set.at_ms && c.operation == "ChangeResourceRecordSets" && c.text.contains(domain.as_str()) && !c.text.contains("0.0.0.0"))
+        })
+        .await;
+        wake_ms.push((set.at_ms - t0) as f64);
+        dns_ms.push((upsert.at_ms - set.at_ms) as f64);
+        peak_rss = peak_rss.max(daemon.usage().0);
+        // Back to sleep (as an operator would), and let the daemon settle before the next.
+        world.asg.set_desired_capacity().auto_scaling_group_name(asg).desired_capacity(0).send().await.unwrap();
+        eventually("the record back at the idle IP", Duration::from_secs(60), || async {
+            counting.localstack.calls().into_iter().find(|c| c.at_ms >= upsert.at_ms && c.operation == "ChangeResourceRecordSets" && c.text.contains(domain.as_str()) && c.text.contains("0.0.0.0"))
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(500 + (now_ms() % 1000) as u64)).await;
+    }
+    let (rss, cpu_after) = daemon.usage();
+    let cpu_share = (cpu_after - cpu_before) as f64 / run_started.elapsed().as_millis() as f64;
+    json!({"leafs": n, "wakes": wakes, "wake_latency_ms": stats(wake_ms), "dns_latency_ms": stats(dns_ms), "ready_ms": ready_ms, "rss_kb_peak": peak_rss.max(rss), "cpu_share_of_one_core": cpu_share})
+}
+
+/// Counts calls per minute by operation with `n` leafs, `awake` of them up.
+async fn calls_run(world: &World, n: usize, awake: usize, window: Duration) -> serde_json::Value {
+    let fleet = fleet(world, n).await;
+    for asg in fleet.asgs.iter().take(awake) {
+        world.asg.set_desired_capacity().auto_scaling_group_name(asg).desired_capacity(1).send().await.unwrap();
+    }
+    let counting = Counting::start().await;
+    let started = Instant::now();
+    let daemon = counting.daemon(&config(world, &fleet));
+    let ready_ms = ready(&daemon, started).await;
+    // First reads and adoption done; awake leafs past their first watchdog period.
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let from = now_ms();
+    let reads_before = metric_sum(&daemon, "cm_traffic_reads_total").await;
+    let (_, cpu_before) = daemon.usage();
+    tokio::time::sleep(window).await;
+    let (rss, cpu_after) = daemon.usage();
+    let reads = metric_sum(&daemon, "cm_traffic_reads_total").await - reads_before;
+    let minutes = window.as_secs_f64() / 60.0;
+    let mut per_op: BTreeMap<String, f64> = BTreeMap::new();
+    for c in counting.calls().into_iter().filter(|c| c.at_ms >= from && c.at_ms < from + window.as_millis() as i64) {
+        *per_op.entry(c.operation).or_default() += 1.0 / minutes;
+    }
+    let total: f64 = per_op.values().sum();
+    json!({
+        "leafs": n, "awake": awake, "calls_per_minute": per_op, "total_per_minute": total,
+        "metrics_requested_per_minute": reads / minutes, "ready_ms": ready_ms, "rss_kb": rss,
+        "cpu_share_of_one_core": (cpu_after - cpu_before) as f64 / window.as_millis() as f64,
+    })
+}
+
+async fn metric_sum(daemon: &Daemon, name: &str) -> f64 {
+    let (_, text) = daemon.get("/metrics").await;
+    text.lines().filter(|l| l.starts_with(name)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn benchmark() {
+    let plan = Plan::from_env();
+    let world = World::new().await;
+    let mut wakes = Vec::new();
+    for &(n, count) in &plan.wake_runs {
+        let r = wake_run(&world, n, count).await;
+        println!("bench: wake {r}");
+        wakes.push(r);
+    }
+    let mut calls = Vec::new();
+    for &n in &plan.call_sizes {
+        let awakes = match (plan.full, n >= 10) {
+            (true, true) => vec![0, n / 10],
+            (true, false) => vec![0],
+            (false, _) => vec![n / 10], // smoke: one run that exercises every kind of read
+        };
+        for awake in awakes {
+            let r = calls_run(&world, n, awake, plan.window).await;
+            println!("bench: calls {r}");
+            calls.push(r);
+        }
+    }
+    let results = json!({"full": plan.full, "machine": machine(), "wakes": wakes, "calls": calls});
+    let out = std::path::PathBuf::from(std::env::var("CM_BENCH_OUT").unwrap_or_else(|_| std::env::temp_dir().join("cm-bench").display().to_string()));
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("bench.json"), serde_json::to_string_pretty(&results).unwrap()).unwrap();
+    std::fs::write(out.join("bench.md"), markdown(&results)).unwrap();
+    println!("bench: wrote {}", out.display());
+    // A smoke run checks that every figure exists, never how fast it was.
+    for w in &wakes {
+        assert!(w["wake_latency_ms"]["n"].as_u64() > Some(0) && w["dns_latency_ms"]["median"].is_number() && w["rss_kb_peak"].as_u64() > Some(0));
+    }
+    for c in &calls {
+        assert!(c["calls_per_minute"]["FilterLogEvents"].as_f64() > Some(0.0), "the tail read the log: {c}");
+        assert!(c["calls_per_minute"]["DescribeAutoScalingGroups"].as_f64() > Some(0.0), "the reconciler read the ASGs: {c}");
+    }
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default().lines().find_map(|l| l.strip_prefix("model name")).map(|l| l.trim_start_matches([' ', '\t', ':']).to_owned()).unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{cores} cores, {cpu}")
+}
+
+/// The markdown tables for docs/performance.md.
+pub fn markdown(r: &serde_json::Value) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "Machine: {}. Mode: {}.\n", r["machine"].as_str().unwrap_or(""), if r["full"] == true { "full" } else { "smoke" });
+    let _ = writeln!(md, "### Latency (ms): query-log line readable → SetDesiredCapacity at the emulator; SetDesiredCapacity (instance InService at once in moto) → A-record UPSERT at the emulator\n");
+    let _ = writeln!(md, "| leafs | wakes | wake min | wake median | wake p99 | DNS min | DNS median | DNS p99 | start → READY | peak RSS | CPU (of one core) |\n|---|---|---|---|---|---|---|---|---|---|---|");
+    for w in r["wakes"].as_array().into_iter().flatten() {
+        let (l, d) = (&w["wake_latency_ms"], &w["dns_latency_ms"]);
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {:.0} ms | {:.1} MB | {:.2}% |",
+            w["leafs"], w["wakes"], l["min"], l["median"], l["p99"], d["min"], d["median"], d["p99"],
+            w["ready_ms"].as_f64().unwrap_or(0.0), w["rss_kb_peak"].as_f64().unwrap_or(0.0) / 1024.0, w["cpu_share_of_one_core"].as_f64().unwrap_or(0.0) * 100.0
+        );
+    }
+    let _ = writeln!(md, "\n### AWS calls per minute by operation (steady state, after start-up reads)\n");
+    let ops = ["FilterLogEvents", "DescribeAutoScalingGroups", "DescribeInstances", "ListResourceRecordSets", "ChangeResourceRecordSets", "GetMetricData"];
+    let _ = writeln!(md, "| leafs | awake | {} | total | metrics requested/min | RSS | CPU (of one core) | start → READY |\n|---|---|{}---|---|---|---|---|", ops.join(" | "), "---|".repeat(ops.len()));
+    for c in r["calls"].as_array().into_iter().flatten() {
+        let cells: Vec<String> = ops.iter().map(|op| format!("{:.1}", c["calls_per_minute"][*op].as_f64().unwrap_or(0.0))).collect();
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {:.1} | {:.1} | {:.1} MB | {:.2}% | {:.0} ms |",
+            c["leafs"], c["awake"], cells.join(" | "), c["total_per_minute"].as_f64().unwrap_or(0.0), c["metrics_requested_per_minute"].as_f64().unwrap_or(0.0),
+            c["rss_kb"].as_f64().unwrap_or(0.0) / 1024.0, c["cpu_share_of_one_core"].as_f64().unwrap_or(0.0) * 100.0, c["ready_ms"].as_f64().unwrap_or(0.0)
+        );
+    }
+    md
+}
