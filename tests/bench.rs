@@ -11,8 +11,6 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use aws_sdk_autoscaling::types::LaunchTemplateSpecification;
-use aws_sdk_ec2::types::RequestLaunchTemplateData;
 use aws_sdk_route53::types::{Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType};
 use common::proxy::{Call, Proxy};
 use common::world::REGION;
@@ -48,30 +46,11 @@ struct Fleet {
 
 async fn fleet(world: &World, n: usize) -> Fleet {
     let id = common::unique("bench");
-    let template = format!("{id}-lt");
-    world
-        .ec2
-        .create_launch_template()
-        .launch_template_name(&template)
-        .launch_template_data(RequestLaunchTemplateData::builder().image_id("ami-12c6146b").instance_type(aws_sdk_ec2::types::InstanceType::T3Small).build())
-        .send()
-        .await
-        .unwrap();
+    let template = world.launch_template(&format!("{id}-lt")).await;
     let mut asgs = Vec::with_capacity(n);
     for i in 0..n {
         let asg = format!("{id}-{i}");
-        world
-            .asg
-            .create_auto_scaling_group()
-            .auto_scaling_group_name(&asg)
-            .launch_template(LaunchTemplateSpecification::builder().launch_template_name(&template).version("$Latest").build())
-            .min_size(0)
-            .max_size(1)
-            .desired_capacity(0)
-            .availability_zones(format!("{REGION}a"))
-            .send()
-            .await
-            .unwrap();
+        world.new_asg(&asg, &template).availability_zones(format!("{REGION}a")).send().await.unwrap();
         asgs.push(asg);
     }
     let zone_name = format!("{id}.example.com");

@@ -60,29 +60,8 @@ pub fn now_ms() -> i64 {
 
 /// A Route53 query-log line for `name` and `qtype` at `at_ms`.
 pub fn query_line(at_ms: i64, zone: &str, name: &str, qtype: &str) -> String {
-    let secs = at_ms / 1000;
-    let ms = at_ms % 1000;
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    let (y, m, d) = civil(days);
-    format!(
-        "1.0 {y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z {zone} {name} {qtype} NOERROR UDP FRA6 192.0.2.44 -",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-fn civil(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
+    let at = container_manager::clock::Timestamp(at_ms).rfc3339();
+    format!("1.0 {at} {zone} {name} {qtype} NOERROR UDP FRA6 192.0.2.44 -")
 }
 
 /// Pushes one datapoint per 5 s period, `bytes_for(period_start)` bytes, until `done`

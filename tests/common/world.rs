@@ -134,23 +134,9 @@ impl World {
         let name = super::unique(opts.prefix);
         let domain = format!("{name}.example.com");
 
-        let template = format!("{name}-lt");
-        self.ec2
-            .create_launch_template()
-            .launch_template_name(&template)
-            .launch_template_data(RequestLaunchTemplateData::builder().image_id("ami-12c6146b").instance_type(aws_sdk_ec2::types::InstanceType::T3Small).build())
-            .send()
-            .await
-            .expect("create launch template");
+        let template = self.launch_template(&format!("{name}-lt")).await;
         let asg = format!("{name}-asg");
-        let mut create = self
-            .asg
-            .create_auto_scaling_group()
-            .auto_scaling_group_name(&asg)
-            .launch_template(LaunchTemplateSpecification::builder().launch_template_name(&template).version("$Latest").build())
-            .min_size(0)
-            .max_size(1)
-            .desired_capacity(0);
+        let mut create = self.new_asg(&asg, &template);
         create = if opts.private {
             // A VPC of its own whose subnet does not map public IPs on launch.
             let vpc = self.ec2.create_vpc().cidr_block("10.99.0.0/16").send().await.expect("create vpc");
@@ -218,6 +204,29 @@ impl World {
         self.sns.subscribe().topic_arn(&topic_arn).protocol("sqs").endpoint(queue_arn).send().await.expect("subscribe");
 
         Leaf { name, domain, zone_id, asg, ecs, log_group, topic_arn, queue_url, received: Mutex::new(Vec::new()) }
+    }
+
+    /// A launch template for the leafs' instances; returns its name.
+    pub async fn launch_template(&self, name: &str) -> String {
+        self.ec2
+            .create_launch_template()
+            .launch_template_name(name)
+            .launch_template_data(RequestLaunchTemplateData::builder().image_id("ami-12c6146b").instance_type(aws_sdk_ec2::types::InstanceType::T3Small).build())
+            .send()
+            .await
+            .expect("create launch template");
+        name.to_owned()
+    }
+
+    /// A CreateAutoScalingGroup request for a sleeping leaf (min 0, max 1, desired 0).
+    pub fn new_asg(&self, name: &str, template: &str) -> aws_sdk_autoscaling::operation::create_auto_scaling_group::builders::CreateAutoScalingGroupFluentBuilder {
+        self.asg
+            .create_auto_scaling_group()
+            .auto_scaling_group_name(name)
+            .launch_template(LaunchTemplateSpecification::builder().launch_template_name(template).version("$Latest").build())
+            .min_size(0)
+            .max_size(1)
+            .desired_capacity(0)
     }
 
     /// Writes a `leafs.toml` for `leafs` with fast test intervals; `extra` is appended
