@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use aws_sdk_route53::types::{Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType};
-use common::proxy::{Call, Proxy};
+use common::proxy::Proxied;
 use common::world::REGION;
 use common::{eventually, now_ms, query_line, Daemon, World};
 use serde_json::json;
@@ -85,40 +85,6 @@ fn config(world: &World, fleet: &Fleet) -> std::path::PathBuf {
     path
 }
 
-/// Both emulators behind counting proxies.
-struct Counting {
-    localstack: Proxy,
-    moto: Proxy,
-}
-
-impl Counting {
-    async fn start() -> Self {
-        Self {
-            localstack: Proxy::start(&std::env::var("CM_LOCALSTACK_URL").expect("run through tests/run.sh")).await,
-            moto: Proxy::start(&std::env::var("CM_MOTO_URL").expect("run through tests/run.sh")).await,
-        }
-    }
-
-    fn daemon(&self, config: &std::path::Path) -> Daemon {
-        let mut env = Vec::new();
-        for s in ["ROUTE_53", "CLOUDWATCH_LOGS", "CLOUDWATCH", "SNS"] {
-            env.push((format!("AWS_ENDPOINT_URL_{s}"), self.localstack.url.clone()));
-        }
-        for s in ["AUTO_SCALING", "EC2", "ECS", "EFS"] {
-            env.push((format!("AWS_ENDPOINT_URL_{s}"), self.moto.url.clone()));
-        }
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        Daemon::start_with(config, &[], &env)
-    }
-
-    fn calls(&self) -> Vec<Call> {
-        let mut all = self.localstack.calls();
-        all.extend(self.moto.calls());
-        all.sort_by_key(|c| c.at_ms);
-        all
-    }
-}
-
 fn stats(mut v: Vec<f64>) -> serde_json::Value {
     v.sort_by(f64::total_cmp);
     let pick = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
@@ -133,9 +99,9 @@ async fn ready(daemon: &Daemon, started: Instant) -> f64 {
 /// Wakes leafs one at a time; returns (wake latencies ms, DNS latencies ms, ready ms, peak RSS kB, CPU ms).
 async fn wake_run(world: &World, n: usize, wakes: usize) -> serde_json::Value {
     let fleet = fleet(world, n).await;
-    let counting = Counting::start().await;
+    let counting = Proxied::start().await;
     let started = Instant::now();
-    let daemon = counting.daemon(&config(world, &fleet));
+    let daemon = counting.daemon(&config(world, &fleet), &[]);
     let ready_ms = ready(&daemon, started).await;
     let (_, cpu_before) = daemon.usage();
     let run_started = Instant::now();
@@ -176,9 +142,9 @@ async fn calls_run(world: &World, n: usize, awake: usize, window: Duration) -> s
     for asg in fleet.asgs.iter().take(awake) {
         world.asg.set_desired_capacity().auto_scaling_group_name(asg).desired_capacity(1).send().await.unwrap();
     }
-    let counting = Counting::start().await;
+    let counting = Proxied::start().await;
     let started = Instant::now();
-    let daemon = counting.daemon(&config(world, &fleet));
+    let daemon = counting.daemon(&config(world, &fleet), &[]);
     let ready_ms = ready(&daemon, started).await;
     // First reads and adoption done; awake leafs past their first watchdog period.
     tokio::time::sleep(Duration::from_secs(15)).await;

@@ -4,53 +4,13 @@
 
 mod common;
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::proxy::{Deny, Faults, Proxy};
+use common::proxy::{Deny, Faults, Proxied};
 use common::world::{Ecs, Leaf};
 use common::{eventually, feed, now_ms, Daemon, LeafOptions, World, FAST_WATCHDOG, PERIOD_MS};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-/// Proxies in front of both emulators, and the environment that points the daemon at them.
-struct Faulty {
-    localstack: Proxy,
-    moto: Proxy,
-}
-
-impl Faulty {
-    async fn start() -> Self {
-        let ls = std::env::var("CM_LOCALSTACK_URL").expect("run through tests/run.sh");
-        let moto = std::env::var("CM_MOTO_URL").expect("run through tests/run.sh");
-        Self { localstack: Proxy::start(&ls).await, moto: Proxy::start(&moto).await }
-    }
-
-    /// `AWS_ENDPOINT_URL_<SERVICE>` for every service, pointing at the proxies.
-    fn env(&self) -> Vec<(String, String)> {
-        let via = |services: &[&str], proxy: &Proxy| services.iter().map(|s| (format!("AWS_ENDPOINT_URL_{s}"), proxy.url.clone())).collect::<Vec<_>>();
-        let mut env = via(&["ROUTE_53", "CLOUDWATCH_LOGS", "CLOUDWATCH", "SNS"], &self.localstack);
-        env.extend(via(&["AUTO_SCALING", "EC2", "ECS", "EFS"], &self.moto));
-        env
-    }
-
-    fn start_daemon(&self, config: &std::path::Path, extra: &[(&str, &str)]) -> Daemon {
-        let env = self.env();
-        let mut all: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        all.extend_from_slice(extra);
-        Daemon::start_with(config, &[], &all)
-    }
-
-    fn set(&self, faults: &Faults) {
-        self.localstack.set(faults.clone());
-        self.moto.set(faults.clone());
-    }
-
-    fn injected(&self) -> (u64, u64) {
-        let total = |p: &Proxy| p.stats.requests.load(Ordering::Relaxed);
-        (self.localstack.stats.injected() + self.moto.stats.injected(), total(&self.localstack) + total(&self.moto))
-    }
-}
 
 async fn up(world: &World, leaf: &Leaf) {
     eventually("ASG desired 1", WAIT, || async { (world.desired(leaf).await == 1).then_some(()) }).await;
@@ -60,9 +20,9 @@ async fn up(world: &World, leaf: &Leaf) {
 async fn a_fifth_of_all_calls_failing_cycles_still_complete_with_one_alert_per_transition() {
     let world = World::new().await;
     let leaf = world.leaf(LeafOptions::default()).await;
-    let faulty = Faulty::start().await;
+    let faulty = Proxied::start().await;
     faulty.set(&Faults::random(0.2));
-    let daemon = faulty.start_daemon(&world.config_with(&[&leaf], "", FAST_WATCHDOG), &[]);
+    let daemon = faulty.daemon(&world.config_with(&[&leaf], "", FAST_WATCHDOG), &[]);
     let cycles = 3;
     // An alert whose Publish answer was cut may or may not have arrived; the daemon
     // does not repeat it (never twice) and says so in its log.
@@ -101,12 +61,12 @@ async fn an_outage_delays_the_wake_without_losing_it_and_the_watchdog_keeps_bein
     let outage = Duration::from_secs(std::env::var("CM_OUTAGE_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(60));
     let world = World::new().await;
     let leaf = world.leaf(LeafOptions { ecs: Ecs::None, ..LeafOptions::default() }).await;
-    let faulty = Faulty::start().await;
+    let faulty = Proxied::start().await;
     let socket_path = world.dir.join("notify.sock");
     let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
     socket.set_nonblocking(true).unwrap();
     let notify = socket_path.display().to_string();
-    let daemon = faulty.start_daemon(&world.config(&[&leaf], ""), &[("NOTIFY_SOCKET", &notify), ("WATCHDOG_USEC", "2000000")]);
+    let daemon = faulty.daemon(&world.config(&[&leaf], ""), &[("NOTIFY_SOCKET", &notify), ("WATCHDOG_USEC", "2000000")]);
     daemon.wait_for_log(&["ready: config loaded and AWS answering"], WAIT).await;
 
     faulty.set(&Faults { outage: true, ..Faults::default() });
@@ -149,10 +109,10 @@ async fn access_denied_on_one_leaf_marks_it_failed_once_and_the_others_keep_work
     let group = world.log_group().await;
     let denied = world.leaf(LeafOptions { ecs: Ecs::None, log_group: Some(group.clone()), prefix: "denied", ..LeafOptions::default() }).await;
     let fine = world.leaf(LeafOptions { ecs: Ecs::None, log_group: Some(group.clone()), prefix: "fine", ..LeafOptions::default() }).await;
-    let faulty = Faulty::start().await;
+    let faulty = Proxied::start().await;
     let rule = Deny { service: "autoscaling".into(), contains: vec!["Action=SetDesiredCapacity".into(), denied.asg.clone()] };
     faulty.set(&Faults { deny: vec![rule], ..Faults::default() });
-    let daemon = faulty.start_daemon(&world.config(&[&denied, &fine], ""), &[]);
+    let daemon = faulty.daemon(&world.config(&[&denied, &fine], ""), &[]);
     daemon.wait_for_log(&["adopting", &fine.name], WAIT).await;
 
     world.query_now(&denied).await;

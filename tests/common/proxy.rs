@@ -373,3 +373,55 @@ fn cbor_error(code: &str, message: &str) -> Vec<u8> {
     text(&mut out, message);
     out
 }
+
+/// Both emulators behind proxies, and the environment that points a daemon at them.
+pub struct Proxied {
+    /// In front of LocalStack (Route53, CloudWatch Logs, CloudWatch, SNS).
+    pub localstack: Proxy,
+    /// In front of moto (AutoScaling, EC2, ECS, EFS).
+    pub moto: Proxy,
+}
+
+impl Proxied {
+    /// Proxies to the emulators `tests/run.sh` started.
+    pub async fn start() -> Self {
+        let url = |var: &str| std::env::var(var).unwrap_or_else(|_| panic!("{var} is not set: run the tests through tests/run.sh"));
+        Self { localstack: Proxy::start(&url("CM_LOCALSTACK_URL")).await, moto: Proxy::start(&url("CM_MOTO_URL")).await }
+    }
+
+    /// `AWS_ENDPOINT_URL_<SERVICE>` for every service, pointing at the proxies.
+    pub fn env(&self) -> Vec<(String, String)> {
+        let via = |services: &[&str], proxy: &Proxy| services.iter().map(|s| (format!("AWS_ENDPOINT_URL_{s}"), proxy.url.clone())).collect::<Vec<_>>();
+        let mut env = via(&["ROUTE_53", "CLOUDWATCH_LOGS", "CLOUDWATCH", "SNS"], &self.localstack);
+        env.extend(via(&["AUTO_SCALING", "EC2", "ECS", "EFS"], &self.moto));
+        env
+    }
+
+    /// Starts the daemon behind the proxies, with `extra` environment variables.
+    pub fn daemon(&self, config: &std::path::Path, extra: &[(&str, &str)]) -> super::Daemon {
+        let env = self.env();
+        let mut all: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        all.extend_from_slice(extra);
+        super::Daemon::start_with(config, &[], &all)
+    }
+
+    /// The same faults on both.
+    pub fn set(&self, faults: &Faults) {
+        self.localstack.set(faults.clone());
+        self.moto.set(faults.clone());
+    }
+
+    /// (faults injected, requests seen) over both.
+    pub fn injected(&self) -> (u64, u64) {
+        let total = |p: &Proxy| p.stats.requests.load(Ordering::Relaxed);
+        (self.localstack.stats.injected() + self.moto.stats.injected(), total(&self.localstack) + total(&self.moto))
+    }
+
+    /// Every call through both, in arrival order.
+    pub fn calls(&self) -> Vec<Call> {
+        let mut all = self.localstack.calls();
+        all.extend(self.moto.calls());
+        all.sort_by_key(|c| c.at_ms);
+        all
+    }
+}
