@@ -27,6 +27,18 @@ struct Plan {
 
 impl Plan {
     fn from_env() -> Self {
+        let mut plan = Self::preset();
+        // Re-measure a part: CM_BENCH_WAKES="1000x10,100x50", CM_BENCH_SIZES="1,1000" (empty: none).
+        if let Ok(w) = std::env::var("CM_BENCH_WAKES") {
+            plan.wake_runs = w.split(',').filter_map(|r| r.split_once('x')).filter_map(|(n, k)| Some((n.parse().ok()?, k.parse().ok()?))).collect();
+        }
+        if let Ok(s) = std::env::var("CM_BENCH_SIZES") {
+            plan.call_sizes = s.split(',').filter_map(|n| n.parse().ok()).collect();
+        }
+        plan
+    }
+
+    fn preset() -> Self {
         if std::env::var("CM_BENCH").as_deref() == Ok("full") {
             Self { full: true, wake_runs: vec![(1, 50), (100, 50), (1000, 10)], call_sizes: vec![1, 10, 100, 1000], window: Duration::from_secs(60) }
         } else {

@@ -400,6 +400,10 @@ fn converge(plan: &mut Plan, leaf: &LeafConfig, obs: &Observation<'_>) {
     match &obs.record {
         Seen::Known(Some(r)) if r.is(target_ip, ttl) => {}
         Seen::Known(_) => plan.actions.push(Action::PointRecord { ip: target_ip, ttl }),
+        // A running or stopping leaf's record must follow now: an UPSERT is idempotent, so
+        // write it rather than wait for the read budget (1,000 leafs just after a restart
+        // would otherwise keep a player waiting for minutes). An asleep leaf can wait.
+        Seen::Unknown if !matches!(plan.phase, Phase::Asleep) => plan.actions.push(Action::PointRecord { ip: target_ip, ttl }),
         Seen::Unknown => plan.waiting_for = Some("the A record to be read"),
     }
     match &obs.service {

@@ -222,11 +222,24 @@ fn with_two_instances_dns_follows_the_newest() {
 }
 
 #[test]
-fn no_alert_is_sent_before_the_record_is_known() {
+fn a_running_leafs_record_is_written_without_waiting_to_read_it() {
+    // Regression: at 1,000 leafs after a restart, a woken leaf waited ~43 s for its
+    // turn in the record-read budget before DNS followed.
     let leaf = leaf(false);
     let mut w = World::asleep(None);
     w.group.desired = 1;
     w.launch("i-1", Some(IP), 10);
+    let mut obs = w.observe();
+    obs.record = Seen::Unknown;
+    let plan = decide(&leaf, &obs, &w.state, Timestamp(0));
+    assert_eq!(plan.actions.first(), Some(&Action::PointRecord { ip: IP, ttl: 1 }), "{plan:?}");
+    assert!(matches!(plan.actions.last(), Some(Action::Announce(Transition::Started { .. }))), "the alert follows the write in order");
+}
+
+#[test]
+fn an_asleep_leaf_with_an_unknown_record_waits_for_the_read() {
+    let leaf = leaf(false);
+    let w = World::asleep(None);
     let mut obs = w.observe();
     obs.record = Seen::Unknown;
     let plan = decide(&leaf, &obs, &w.state, Timestamp(0));
