@@ -11,7 +11,7 @@ use super::decide::{Action, Plan, ServiceSeen, Transition};
 use super::observe::{Cache, Cached};
 use crate::alerts;
 use crate::aws::route53::{ARecord, Upsert};
-use crate::aws::Aws;
+use crate::aws::{Aws, AwsError};
 use crate::clock::Timestamp;
 use crate::config::{Config, LeafConfig};
 use crate::events;
@@ -78,6 +78,14 @@ impl Apply<'_> {
         self.status.decided(leaf, Decision { at: self.now, what: what.to_owned(), why: why.to_owned() });
     }
 
+    /// Sets the desired capacity of leaf `i`'s ASG and, once AWS took it, the cache too.
+    async fn set_desired(&mut self, i: usize, desired: i32) -> Result<(), AwsError> {
+        let leaf = &self.config.leafs[i];
+        self.aws.asg.set_desired(leaf.asg.as_str(), desired).await?;
+        self.cache.desired_set(leaf.name().as_str(), desired);
+        Ok(())
+    }
+
     /// Applies one non-DNS action of leaf `i`, unless an earlier one of its failed.
     async fn one(&mut self, i: usize, plan: &Plan, action: &Action, applied: &mut Applied, failed: &mut HashSet<usize>) {
         if failed.contains(&i) {
@@ -94,7 +102,7 @@ impl Apply<'_> {
                     format!("DNS query for {} at {} (edge {})", leaf.domain(), req.query_at, req.edge)
                 };
                 self.act(name, "wake", &format!("set ASG {} desired capacity to 1", leaf.asg), &why);
-                if dry { Ok(()) } else { self.aws.asg.set_desired(leaf.asg.as_str(), 1).await }
+                if dry { Ok(()) } else { self.set_desired(i, 1).await }
             }
             Action::DropWake { why, notable, .. } => {
                 if *notable {
@@ -106,7 +114,7 @@ impl Apply<'_> {
             }
             Action::Sleep(sleep) => {
                 self.act(name, sleep.cause.as_str(), &format!("set ASG {} desired capacity to 0", leaf.asg), &sleep.detail);
-                let r = if dry { Ok(()) } else { self.aws.asg.set_desired(leaf.asg.as_str(), 0).await };
+                let r = if dry { Ok(()) } else { self.set_desired(i, 0).await };
                 if r.is_ok() {
                     alerts::enqueue(self.store, &self.config.daemon, leaf, alerts::for_sleep(leaf, sleep, self.now));
                 }

@@ -81,6 +81,17 @@ impl Cache {
         self.services.get(leaf.name().as_str()).map_or(ServiceSeen::Unknown, |c| c.value.clone())
     }
 
+    /// Remembers a desired capacity we have just set on the ASG of `leaf`. Without it the
+    /// cache would still say what the group was before the write, and with more leafs than
+    /// one DescribeAutoScalingGroups call holds, a just-woken leaf would count as settled
+    /// and wait a whole rotation (about a minute at 1,000 leafs) before its instance, and
+    /// so its A record, were looked at.
+    pub fn desired_set(&mut self, leaf: &str, desired: i32) {
+        if let Some(Cached { value: Some(group), .. }) = self.groups.get_mut(leaf) {
+            group.desired = desired;
+        }
+    }
+
     /// The leaf's phase from the last observation, if it was observed.
     pub fn phase(&self, leaf: &str) -> Option<Phase> {
         let group = self.groups.get(leaf)?.value.as_ref()?;
@@ -406,5 +417,18 @@ mod tests {
         let picked = select(&c, &cache, &state);
         assert!(picked.contains(&200));
         assert_eq!(picked.len(), NAMES_PER_CALL);
+    }
+
+    #[test]
+    fn a_leaf_just_woken_is_observed_next_pass_even_when_its_turn_is_far_off() {
+        let c = config(1000);
+        let (mut cache, mut state) = (Cache::default(), State::default());
+        for (i, leaf) in c.leafs.iter().enumerate() {
+            settle(&mut cache, &mut state, leaf, if i == 0 { 9_999 } else { i as i64 });
+        }
+        assert!(!select(&c, &cache, &state).contains(&0), "l0 was checked last: its turn is ten calls away");
+        // The wake was applied: AWS now wants one instance, and the memory holds no pending wake.
+        cache.desired_set("l0", 1);
+        assert!(select(&c, &cache, &state).contains(&0), "the woken leaf is read on the next pass, not a rotation later");
     }
 }
