@@ -5,12 +5,8 @@
 # docs/bench.json and the tables between the markers in docs/performance.md.
 # Takes 20-30 minutes on a 2-core machine. The test command runs a short smoke version.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/container-manager/target}"
-export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
-# shellcheck source=tests/emulators/emulators.sh
-source tests/emulators/emulators.sh
-emulators_install
+# shellcheck source=tests/prelude.sh
+source "$(dirname "$0")/prelude.sh"
 cargo build --locked --release --bin containerd
 # Run the bench binary itself, so that no cargo lock is held for the half hour it takes.
 bench=$(cargo test --locked --test bench --no-run 2>&1 | sed -n 's/.*Executable tests\/bench.rs (\(.*\))/\1/p')

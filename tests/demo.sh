@@ -3,13 +3,8 @@
 # needed), runs the real daemon with one demo leaf, simulates a player's DNS query and
 # narrates what happens, then stops everything.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/container-manager/target}"
-export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
-
-# shellcheck source=tests/emulators/emulators.sh
-source tests/emulators/emulators.sh
-emulators_install
+# shellcheck source=tests/prelude.sh
+source "$(dirname "$0")/prelude.sh"
 echo "== building (the first build of the AWS SDK takes 5-10 minutes)"
 cargo build --locked --all-targets --quiet
 trap emulators_stop EXIT

@@ -7,16 +7,9 @@
 #   tests/run.sh                 # everything
 #   tests/run.sh --test wake     # extra arguments go to `cargo test`
 set -euo pipefail
-cd "$(dirname "$0")/.."
-
-# Outside the clone, so CI reuses the build of the previous run.
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/container-manager/target}"
-export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
-
 started=$(date +%s)
-# shellcheck source=tests/emulators/emulators.sh
-source tests/emulators/emulators.sh
-emulators_install
+# shellcheck source=tests/prelude.sh
+source "$(dirname "$0")/prelude.sh"
 
 echo "== build"
 cargo build --locked --all-targets

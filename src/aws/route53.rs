@@ -1,8 +1,9 @@
-//! Route53: read one leaf's A record, UPSERT many records of one zone in one change batch.
+//! Route53: read a page of a zone's A records, UPSERT many records of one zone in one change batch.
 //!
 //! Route53 allows 5 requests/s per account, so the reconciler reads a record only when
 //! it does not know it and writes only when it differs (see `reconcile::observe`).
 
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
 use aws_config::SdkConfig;
@@ -44,9 +45,20 @@ pub struct Route53Api {
     client: Client,
 }
 
-/// Route53 names end with a dot and may escape characters; compare normalised.
-fn same_name(a: &str, b: &str) -> bool {
-    a.trim_end_matches('.').eq_ignore_ascii_case(b.trim_end_matches('.'))
+/// Route53 names end with a dot and ignore case; compare them normalised.
+fn normal(name: &str) -> String {
+    name.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// The A records on one page of a zone's listing, looked up by domain.
+#[derive(Debug, Default)]
+pub struct ARecords(HashMap<String, ARecord>);
+
+impl ARecords {
+    /// The A record of `domain`, if the page holds it.
+    pub fn get(&self, domain: &str) -> Option<&ARecord> {
+        self.0.get(&normal(domain))
+    }
 }
 
 impl Route53Api {
@@ -55,25 +67,29 @@ impl Route53Api {
         Self { client: Client::new(config) }
     }
 
-    /// Reads the A record of `domain` in `zone`; None when there is none.
-    pub async fn read_a(&self, zone: &str, domain: &str) -> Result<Option<ARecord>, AwsError> {
+    /// Reads the A records of `zone` listed from `from` on (at most `max` record sets of
+    /// any type). The page starts at `from`'s own A record, so a domain absent from it has
+    /// none; the other leafs of the zone that the page reaches are learned for free.
+    pub async fn read_a_records(&self, zone: &str, from: &str, max: i32) -> Result<ARecords, AwsError> {
         let out = call(
             "route53",
             "ListResourceRecordSets",
             self.client
                 .list_resource_record_sets()
                 .hosted_zone_id(zone)
-                .start_record_name(domain)
+                .start_record_name(from)
                 .start_record_type(RrType::A)
-                .max_items(1)
+                .max_items(max)
                 .send(),
         )
         .await?;
-        Ok(out
-            .resource_record_sets()
-            .iter()
-            .find(|r| same_name(r.name(), domain) && *r.r#type() == RrType::A)
-            .map(|r| ARecord { values: r.resource_records().iter().map(|v| v.value().to_owned()).collect(), ttl: r.ttl() }))
+        Ok(ARecords(
+            out.resource_record_sets()
+                .iter()
+                .filter(|r| *r.r#type() == RrType::A)
+                .map(|r| (normal(r.name()), ARecord { values: r.resource_records().iter().map(|v| v.value().to_owned()).collect(), ttl: r.ttl() }))
+                .collect(),
+        ))
     }
 
     /// UPSERTs all `changes` (records of one zone) in one atomic change batch.
