@@ -93,6 +93,10 @@ impl Report {
 /// Applies a report: alerts new problems once (to the leaf's topics), logs cleared ones.
 pub fn update(store: &StateStore, daemon: &DaemonConfig, leaf: &LeafConfig, report: Report, now: Timestamp) {
     let name = leaf.name().as_str();
+    // The common case, for every leaf on every poll: nothing wrong before or now.
+    if report.raised.is_empty() && store.read(|s| s.leafs.get(name).is_none_or(|l| l.problems.is_empty())) {
+        return;
+    }
     let (new, fixed) = store.change(|s| {
         let open: &mut BTreeMap<String, Problem> = &mut s.leafs.entry(name.to_owned()).or_default().problems;
         let mut fixed = Vec::new();

@@ -10,7 +10,7 @@
 
 pub mod parse;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use tokio::sync::watch;
@@ -191,7 +191,9 @@ impl Tail {
             return;
         }
         for (leafs, result) in outcomes {
-            for leaf in config.leafs.iter().filter(|l| leafs.iter().any(|n| n == l.name().as_str())) {
+            // One log group may serve every leaf: look names up, do not scan (this runs every poll).
+            let leafs: HashSet<&str> = leafs.iter().map(String::as_str).collect();
+            for leaf in config.leafs.iter().filter(|l| leafs.contains(l.name().as_str())) {
                 let mut report = crate::problems::Report::default();
                 report.call(leaf, result.as_ref().copied(), "logs", "FilterLogEvents");
                 crate::problems::update(&self.store, &config.daemon, leaf, report, now);

@@ -53,6 +53,14 @@ impl World {
         }
     }
 
+    /// A sleeping leaf that a DNS query (at 500 ms) woke, converged.
+    fn woken(leaf: &LeafConfig, ecs: Option<bool>) -> Self {
+        let mut w = World::asleep(ecs);
+        w.state.request_wake(Timestamp(500), "FRA6");
+        w.converge(leaf);
+        w
+    }
+
     fn observe(&self) -> Observation<'_> {
         Observation {
             group: Some(&self.group),
@@ -137,9 +145,7 @@ fn a_dns_query_wakes_a_sleeping_leaf_first_thing() {
 #[test]
 fn a_woken_leaf_gets_its_record_its_service_and_one_starting_alert() {
     let leaf = leaf(true);
-    let mut w = World::asleep(Some(false));
-    w.state.request_wake(Timestamp(500), "FRA6");
-    w.converge(&leaf);
+    let mut w = World::woken(&leaf, Some(false));
     assert_eq!(w.record, Some(ARecord { values: vec!["54.1.2.3".into()], ttl: Some(1) }));
     assert_eq!(w.service.as_ref().unwrap().desired, 1);
     assert_eq!(w.alerts, vec!["started"]);
@@ -150,9 +156,7 @@ fn a_woken_leaf_gets_its_record_its_service_and_one_starting_alert() {
 #[test]
 fn scaling_to_zero_resets_dns_and_service_with_one_stopped_alert() {
     let leaf = leaf(true);
-    let mut w = World::asleep(Some(false));
-    w.state.request_wake(Timestamp(500), "FRA6");
-    w.converge(&leaf);
+    let mut w = World::woken(&leaf, Some(false));
     w.scale_to_zero();
     w.converge(&leaf);
     assert_eq!(w.record, Some(ARecord { values: vec!["0.0.0.0".into()], ttl: Some(1) }));
@@ -163,9 +167,7 @@ fn scaling_to_zero_resets_dns_and_service_with_one_stopped_alert() {
 #[test]
 fn a_daemon_service_is_never_given_a_desired_count() {
     let leaf = leaf(true);
-    let mut w = World::asleep(Some(true));
-    w.state.request_wake(Timestamp(500), "FRA6");
-    w.converge(&leaf);
+    let mut w = World::woken(&leaf, Some(true));
     w.scale_to_zero();
     w.converge(&leaf);
     assert_eq!(w.service.as_ref().unwrap().desired, 0);
@@ -274,9 +276,7 @@ fn a_missing_asg_changes_nothing() {
 #[test]
 fn a_replaced_instance_is_announced_down_then_up() {
     let leaf = leaf(false);
-    let mut w = World::asleep(None);
-    w.state.request_wake(Timestamp(500), "FRA6");
-    w.converge(&leaf);
+    let mut w = World::woken(&leaf, None);
     w.group.instances.clear(); // the instance died; desired stays 1
     w.converge(&leaf);
     w.launch("i-2", Some(Ipv4Addr::new(9, 9, 9, 9)), 30);
@@ -327,6 +327,16 @@ impl World {
         w
     }
 
+    /// Woken at minute 10, silent since: stopped as idle at minute 14 (clock left there).
+    fn stopped_idle(leaf: &LeafConfig) -> Self {
+        let mut w = World::woken_at(leaf, 10);
+        w.at_minute(14, 0.0);
+        let plan = w.decide(leaf);
+        assert!(plan.actions.iter().any(|a| matches!(a, Action::Sleep(_))), "an idle stop: {plan:?}");
+        w.apply(&plan);
+        w
+    }
+
     /// Moves the clock to minute `at` with `bytes` per period of NetworkIn since the wake.
     fn at_minute(&mut self, at: i64, bytes: f64) {
         self.now = Timestamp(at * MIN + 30_000);
@@ -341,9 +351,7 @@ impl World {
 #[test]
 fn a_stopping_instance_gets_the_idle_record_at_once_and_no_alert_yet() {
     let leaf = leaf(true);
-    let mut w = World::asleep(Some(false));
-    w.state.request_wake(Timestamp(500), "FRA6");
-    w.converge(&leaf);
+    let mut w = World::woken(&leaf, Some(false));
     w.group.desired = 0; // an operator scaled it down; the instance is still terminating
     let plan = w.decide(&leaf);
     assert_eq!(plan.phase, Phase::Stopping { instance: "i-1".into() });
@@ -387,10 +395,7 @@ fn a_leaf_woken_less_than_idle_after_ago_is_not_judged_idle() {
 #[test]
 fn a_query_while_the_leaf_is_stopping_wakes_it_again() {
     let leaf = fast_leaf("");
-    let mut w = World::woken_at(&leaf, 10);
-    w.at_minute(14, 0.0);
-    let plan = w.decide(&leaf);
-    w.apply(&plan);
+    let mut w = World::stopped_idle(&leaf);
     // The player is back a second after the decision.
     w.now = w.now.plus_ms(1000);
     w.state.request_wake(w.now, "FRA6");
@@ -400,11 +405,8 @@ fn a_query_while_the_leaf_is_stopping_wakes_it_again() {
 #[test]
 fn a_late_query_from_before_the_sleep_decision_does_not_wake() {
     let leaf = fast_leaf("");
-    let mut w = World::woken_at(&leaf, 10);
-    w.at_minute(14, 0.0);
+    let mut w = World::stopped_idle(&leaf);
     let decided = w.now;
-    let plan = w.decide(&leaf);
-    w.apply(&plan);
     w.state.request_wake(decided.minus_ms(5_000), "FRA6");
     let plan = w.decide(&leaf);
     assert!(matches!(&plan.actions[0], Action::DropWake { notable: true, .. }), "{plan:?}");
@@ -542,10 +544,7 @@ fn an_operator_sleep_stops_the_leaf_with_one_alert() {
 #[test]
 fn a_player_back_soon_after_an_idle_stop_is_not_quarantined_by_the_old_task() {
     let leaf = fast_leaf("");
-    let mut w = World::woken_at(&leaf, 10);
-    w.at_minute(14, 0.0);
-    let plan = w.decide(&leaf);
-    w.apply(&plan);
+    let mut w = World::stopped_idle(&leaf);
     // The old instance's task was killed with it (ECS shows it after the next wake).
     w.tasks = vec![crashed("killed-with-instance", 14)];
     w.now = Timestamp(15 * MIN);
@@ -560,11 +559,8 @@ fn a_player_back_soon_after_an_idle_stop_is_not_quarantined_by_the_old_task() {
 #[test]
 fn a_late_line_and_the_returning_players_query_in_one_batch_still_wake() {
     let leaf = fast_leaf("");
-    let mut w = World::woken_at(&leaf, 10);
-    w.at_minute(14, 0.0);
+    let mut w = World::stopped_idle(&leaf);
     let decided = w.now;
-    let plan = w.decide(&leaf);
-    w.apply(&plan);
     w.state.request_wake(decided.minus_ms(20_000), "FRA6"); // late line from before the stop
     w.state.request_wake(decided.plus_ms(5_000), "FRA6"); // the player is back
     w.now = decided.plus_ms(6_000);
