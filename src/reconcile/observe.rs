@@ -331,10 +331,12 @@ async fn read_records(aws: &Aws, config: &Config, cache: &mut Cache, selected: &
         cache.reports.entry(leaf.name().to_string()).or_default().call(leaf, result.as_ref().map(drop), "route53", "ListResourceRecordSets");
         match result {
             Ok(page) => {
-                cache.records.insert(leaf.name().to_string(), Cached { value: page.get(leaf.domain().as_str()).cloned(), at: now });
-                for other in config.leafs.iter().filter(|o| o.hosted_zone_id == leaf.hosted_zone_id) {
-                    if let Some(record) = page.get(other.domain().as_str()) {
-                        cache.records.insert(other.name().to_string(), Cached { value: Some(record.clone()), at: now });
+                // The page starts at this leaf's name, so its absence there means no record;
+                // a neighbour absent from the page is merely not on it.
+                for l in config.leafs.iter().filter(|o| o.hosted_zone_id == leaf.hosted_zone_id) {
+                    let record = page.get(l.domain().as_str()).cloned();
+                    if record.is_some() || l.name() == leaf.name() {
+                        cache.records.insert(l.name().to_string(), Cached { value: record, at: now });
                     }
                 }
             }

@@ -10,7 +10,7 @@
 
 pub mod parse;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokio::sync::watch;
@@ -184,20 +184,18 @@ impl Tail {
 
 impl Tail {
     /// A log group that does not exist (yet) or cannot be read is a problem of every
-    /// leaf logging to it: no DNS query will wake them.
-    fn report(&self, outcomes: Vec<(Vec<String>, Result<(), AwsError>)>, now: Timestamp) {
+    /// leaf logging to it: no DNS query will wake them. `outcomes` is keyed by log group,
+    /// so each leaf finds its group's outcome by lookup (one group may serve every leaf).
+    fn report(&self, outcomes: &HashMap<String, Result<(), AwsError>>, now: Timestamp) {
         let config = Arc::clone(&self.config.borrow());
         if config.daemon.dry_run {
             return;
         }
-        for (leafs, result) in outcomes {
-            // One log group may serve every leaf: look names up, do not scan (this runs every poll).
-            let leafs: HashSet<&str> = leafs.iter().map(String::as_str).collect();
-            for leaf in config.leafs.iter().filter(|l| leafs.contains(l.name().as_str())) {
-                let mut report = crate::problems::Report::default();
-                report.call(leaf, result.as_ref().copied(), "logs", "FilterLogEvents");
-                crate::problems::update(&self.store, &config.daemon, leaf, report, now);
-            }
+        for leaf in &config.leafs {
+            let Some(result) = outcomes.get(leaf.log_group(&config.daemon).as_str()) else { continue };
+            let mut report = crate::problems::Report::default();
+            report.call(leaf, result.as_ref().copied(), "logs", "FilterLogEvents");
+            crate::problems::update(&self.store, &config.daemon, leaf, report, now);
         }
     }
 }
@@ -215,11 +213,11 @@ impl Task for Tail {
         let now = clock::now();
         let (mut new, mut wakes, mut errors) = (0, 0, Vec::new());
         let mut activate = false;
-        let mut outcomes: Vec<(Vec<String>, Result<(), AwsError>)> = Vec::new();
+        let mut outcomes: HashMap<String, Result<(), AwsError>> = HashMap::new();
         for g in &mut self.groups {
             let from = self.store.read(|s| g.window_start(s, now, self.lookback_ms));
             let result = self.logs.events_since(&g.group, from).await;
-            outcomes.push((g.domains.values().cloned().collect(), result.as_ref().map(drop).map_err(Clone::clone)));
+            outcomes.insert(g.group.clone(), result.as_ref().map(drop).map_err(Clone::clone));
             match result {
                 Ok(read) => {
                     if read.truncated {
@@ -238,7 +236,7 @@ impl Task for Tail {
                 Err(e) => errors.push(format!("{}: {e}", g.group)),
             }
         }
-        self.report(outcomes, now);
+        self.report(&outcomes, now);
         // Persist before anyone acts on the wake, so a crash cannot lose it.
         self.store.save().await.map_err(|e| e.to_string())?;
         if activate {

@@ -145,7 +145,7 @@ fn a_dns_query_wakes_a_sleeping_leaf_first_thing() {
 #[test]
 fn a_woken_leaf_gets_its_record_its_service_and_one_starting_alert() {
     let leaf = leaf(true);
-    let mut w = World::woken(&leaf, Some(false));
+    let w = World::woken(&leaf, Some(false));
     assert_eq!(w.record, Some(ARecord { values: vec!["54.1.2.3".into()], ttl: Some(1) }));
     assert_eq!(w.service.as_ref().unwrap().desired, 1);
     assert_eq!(w.alerts, vec!["started"]);
