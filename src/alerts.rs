@@ -99,6 +99,21 @@ pub fn for_sleep(leaf: &LeafConfig, sleep: &Sleep, at: crate::clock::Timestamp) 
     Alert { id: format!("{name}:{kind}:{instance}:{}", at.0), leaf: name.to_owned(), kind: kind.to_owned(), subject, body }
 }
 
+/// The alert for a leaf removed from the config while it still runs.
+pub fn unmanaged(leaf: &LeafConfig, at: crate::clock::Timestamp) -> Alert {
+    let (name, domain) = (leaf.name().as_str(), leaf.domain().as_str());
+    Alert {
+        id: format!("{name}:unmanaged:{}", at.0),
+        leaf: name.to_owned(),
+        kind: "unmanaged".to_owned(),
+        subject: format!("{name} is no longer managed and still running"),
+        body: format!(
+            "Leaf '{name}' was removed from the config while it was running.\nLeaf: {name}\nDomain: {domain}\nASG: {}\nThe daemon no longer watches it: nothing will stop it when it is idle, and its record stays where it points. It was not stopped either. Stop it yourself (set ASG {} desired capacity to 0), or put the leaf back in the config and reload.",
+            leaf.asg, leaf.asg
+        ),
+    }
+}
+
 /// Queues `alert` for every topic of `leaf`.
 pub fn enqueue(store: &StateStore, daemon: &DaemonConfig, leaf: &LeafConfig, alert: Alert) {
     events::alert_queued(&alert.leaf, &alert.kind, &alert.subject);

@@ -63,7 +63,7 @@ pub fn iam_policy(config: &Config) -> anyhow::Result<()> {
 
 /// `containerd status`: one line per leaf.
 pub async fn status(config: &Config) -> anyhow::Result<()> {
-    let addr = control::connect_addr(config.daemon.listen);
+    let addr = control::connect_addr(*config.daemon.listen);
     let (code, body) = control::request(addr, "GET", "/status", None).await?;
     if code != 200 {
         bail!("the daemon answered {code}: {body}");
@@ -100,7 +100,7 @@ pub async fn command(config: &Config, leaf: &str, command: &str) -> anyhow::Resu
     let path = control::token_path(&config.daemon);
     let token = control::read_token(&path)
         .with_context(|| format!("cannot read the control token {} (run as root or as the daemon's user)", path.display()))?;
-    let addr = control::connect_addr(config.daemon.listen);
+    let addr = control::connect_addr(*config.daemon.listen);
     let (code, body) = control::request(addr, "POST", &format!("/leafs/{leaf}/{command}"), Some(&token)).await?;
     match code {
         202 => {

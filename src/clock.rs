@@ -52,6 +52,10 @@ impl fmt::Display for Timestamp {
     }
 }
 
+/// A time read from AWS (a query-log line, an ingestion time) may be this much ahead of
+/// ours and still be believed: clocks differ a little. Beyond it, it is not.
+pub const CLOCK_SKEW_MS: i64 = 60 * 1000;
+
 /// The current wall-clock time.
 pub fn now() -> Timestamp {
     let ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());

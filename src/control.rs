@@ -22,20 +22,55 @@ pub fn token_path(daemon: &DaemonConfig) -> PathBuf {
     daemon.state_file.with_file_name("control.token")
 }
 
-/// Reads the token, creating it (0600, 256 random bits) if there is none.
+/// Reads the token, creating it (0600, 256 random bits) if there is none. A token file
+/// that another user owns, that others may read or write, or that this daemon did not
+/// write (64 hex digits) is never used: whoever planted or read it could steer the
+/// daemon. It is moved aside (never deleted) and a fresh private one is written.
 pub fn ensure_token(path: &Path) -> std::io::Result<String> {
-    if let Ok(token) = read_token(path) {
-        return Ok(token);
+    match trusted_token(path) {
+        Ok(Some(token)) => return Ok(token),
+        Ok(None) => {}
+        Err(why) => {
+            let stamp = crate::clock::now().0;
+            let aside = (0..).map(|n| path.with_extension(format!("token.refused-{stamp}-{n}"))).find(|p| !p.exists()).expect("some name is free");
+            std::fs::rename(path, &aside)?;
+            tracing::error!(path = %path.display(), moved_to = %aside.display(), why, "control token refused; writing a new one (the CLI reads it from the same place)");
+        }
     }
     let mut random = [0u8; 32];
     std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut random)?;
     let token: String = random.iter().map(|b| format!("{b:02x}")).collect();
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
     f.write_all(token.as_bytes())?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)?;
     Ok(token)
+}
+
+/// The token at `path` if it is one the daemon may use; `Ok(None)` if there is none.
+fn trusted_token(path: &Path) -> Result<Option<String>, String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    };
+    if !meta.file_type().is_file() {
+        return Err("it is not a regular file".into());
+    }
+    if meta.uid() != crate::host::euid() {
+        return Err(format!("it is owned by uid {}, not by the daemon's user (uid {})", meta.uid(), crate::host::euid()));
+    }
+    if meta.mode() & 0o077 != 0 {
+        return Err(format!("its mode {:04o} lets other users read or change it (it must be 0600)", meta.mode() & 0o7777));
+    }
+    let token = std::fs::read_to_string(path).map_err(|e| e.to_string())?.trim().to_owned();
+    if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err("it does not hold a token this daemon wrote (64 hex digits)".into());
+    }
+    Ok(Some(token))
 }
 
 /// Reads an existing token.
@@ -113,5 +148,23 @@ mod tests {
         assert!(!authorized(Some(&format!("Bearer {}x", &token[..63])), &token));
         assert!(!authorized(Some(&token), &token));
         assert!(!authorized(None, &token));
+    }
+
+    #[test]
+    fn regression_a_world_readable_or_planted_token_is_refused_and_replaced() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("cm-token-planted-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("control.token");
+        for (text, mode) in [("a".repeat(32), 0o644), ("hunter2".to_owned(), 0o600), ("f".repeat(64), 0o640)] {
+            std::fs::write(&path, &text).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let token = ensure_token(&path).unwrap();
+            assert_ne!(token, text, "{text:?} at {mode:o} must not be used");
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        let kept = std::fs::read_dir(&dir).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().contains("refused")).count();
+        assert_eq!(kept, 3, "refused tokens are moved aside, not deleted");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,7 +1,7 @@
 //! `containerd run`: wires the workers, the HTTP endpoint and systemd together and runs
 //! them until shutdown; SIGHUP reloads the config.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,11 +46,19 @@ pub async fn run(path: PathBuf, config: Config, cancel: CancellationToken) -> Re
     alerts::recover(&store);
     let token_path = crate::control::token_path(&config.daemon);
     let token = crate::control::ensure_token(&token_path).map_err(|source| DaemonError::Io { what: format!("control token {}", token_path.display()), source })?;
-    let listener = TcpListener::bind(config.daemon.listen)
+    let listener = TcpListener::bind(*config.daemon.listen)
         .await
         .map_err(|source| DaemonError::Io { what: format!("cannot listen on {}", config.daemon.listen), source })?;
     let listening = listener.local_addr().map_err(|source| DaemonError::Io { what: "listen address".into(), source })?;
     let aws = Aws::connect(&config.daemon).await;
+    let nofile = crate::host::raise_nofile();
+    let http_connections = crate::host::http_connections(nofile);
+    if nofile < crate::host::RESERVED_FDS * 2 {
+        tracing::warn!(nofile, http_connections, "the open-file limit is low; raise it (LimitNOFILE= in the unit)");
+    }
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
     tracing::info!(
         leafs = config.leafs.len(),
         region = %config.daemon.region,
@@ -58,6 +66,8 @@ pub async fn run(path: PathBuf, config: Config, cancel: CancellationToken) -> Re
         dry_run = config.daemon.dry_run,
         state_file = %config.daemon.state_file.display(),
         http = %listening,
+        nofile,
+        http_connections,
         "container-manager started"
     );
 
@@ -70,13 +80,14 @@ pub async fn run(path: PathBuf, config: Config, cancel: CancellationToken) -> Re
     let stall_after = (intervals.0.max(intervals.1) * 3).max(Duration::from_secs(60));
     let status = Arc::new(Status::new(tail_rx, reconcile_rx, stall_after));
 
-    let tail = Tail::new(config_rx.clone(), aws.logs.clone(), Arc::clone(&store), reconcile_now.clone());
+    let tail = Tail::new(config_rx.clone(), aws.logs.clone(), Arc::clone(&store), reconcile_now.clone(), Arc::clone(&status));
     tracker.spawn(worker::run(tail, intervals.0, Activator::default(), cancel.clone(), tail_status));
     let shared = Shared { config: config_rx.clone(), aws, store: Arc::clone(&store), status: Arc::clone(&status), again: reconcile_now.clone() };
     tracker.spawn(worker::run(Reconciler::new(shared), intervals.1, reconcile_now.clone(), cancel.clone(), reconcile_status));
     let http = Arc::new(Http { status: Arc::clone(&status), store: Arc::clone(&store), reconcile: reconcile_now.clone(), token, config: config_rx });
-    tracker.spawn(http::serve(listener, http, cancel.clone()));
-    tracker.spawn(reload_on_sighup(path, config_tx, reconcile_now, cancel.clone()));
+    tracker.spawn(http::serve(listener, http, http_connections, cancel.clone()));
+    let reload = Reload { path, tx: config_tx, store: Arc::clone(&store), status: Arc::clone(&status), reconcile: reconcile_now };
+    tracker.spawn(reload.on_sighup(cancel.clone()));
     tracker.spawn(feed_systemd(notifier, Arc::clone(&status), cancel.clone()));
     tracker.close();
 
@@ -87,50 +98,79 @@ pub async fn run(path: PathBuf, config: Config, cancel: CancellationToken) -> Re
     Ok(())
 }
 
-/// SIGHUP re-reads the config. A bad file is reported and ignored: the old config
-/// keeps running. Leafs added, removed or changed take effect on the next tick.
-async fn reload_on_sighup(path: PathBuf, tx: watch::Sender<Arc<Config>>, reconcile: Activator, cancel: CancellationToken) {
-    let mut hup = match signal(SignalKind::hangup()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGHUP; config reload disabled");
-            return;
-        }
-    };
-    loop {
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            _ = hup.recv() => {}
-        }
-        reload(&path, &tx);
-        reconcile.activate();
-    }
+/// What a SIGHUP needs: the file, the channel that hands the new config to the workers,
+/// and the state and status to tell which removed leafs are still running.
+struct Reload {
+    path: PathBuf,
+    tx: watch::Sender<Arc<Config>>,
+    store: Arc<StateStore>,
+    status: Arc<Status>,
+    reconcile: Activator,
 }
 
-fn reload(path: &Path, tx: &watch::Sender<Arc<Config>>) {
-    match Config::load(path) {
-        Ok(new) => {
-            let old = Arc::clone(&tx.borrow());
-            for (key, changed) in [
-                ("region", old.daemon.region != new.daemon.region),
-                ("query_log_region", old.daemon.query_log_region != new.daemon.query_log_region),
-                ("state_file", old.daemon.state_file != new.daemon.state_file),
-                ("listen", old.daemon.listen != new.daemon.listen),
-                ("poll_interval", old.daemon.poll_interval != new.daemon.poll_interval),
-                ("reconcile_interval", old.daemon.reconcile_interval != new.daemon.reconcile_interval),
-            ] {
-                if changed {
-                    tracing::warn!(key, "[daemon] {key} changed: it takes effect at the next restart");
-                }
+impl Reload {
+    /// SIGHUP re-reads the config. A bad file is reported and ignored: the old config
+    /// keeps running. Leafs added, removed or changed take effect on the next tick.
+    async fn on_sighup(self, cancel: CancellationToken) {
+        let mut hup = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGHUP; config reload disabled");
+                return;
             }
-            let names = |c: &Config| c.leafs.iter().map(|l| l.name().to_string()).collect::<std::collections::BTreeSet<_>>();
-            let (before, after) = (names(&old), names(&new));
-            let added: Vec<&String> = after.difference(&before).collect();
-            let removed: Vec<&String> = before.difference(&after).collect();
-            crate::events::config_reloaded(path, new.leafs.len(), &added, &removed, None);
-            tx.send_replace(Arc::new(new));
+        };
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                _ = hup.recv() => {}
+            }
+            self.reload();
+            self.reconcile.activate();
         }
-        Err(e) => crate::events::config_reloaded(path, 0, &[], &[], Some(&e.to_string())),
+    }
+
+    fn reload(&self) {
+        let new = match Config::load(&self.path) {
+            Ok(new) => new,
+            Err(e) => return crate::events::config_reloaded(&self.path, 0, &[], &[], Some(&e.to_string())),
+        };
+        let old = Arc::clone(&self.tx.borrow());
+        for (key, changed) in [
+            ("region", old.daemon.region != new.daemon.region),
+            ("query_log_region", old.daemon.query_log_region != new.daemon.query_log_region),
+            ("state_file", old.daemon.state_file != new.daemon.state_file),
+            ("listen", old.daemon.listen != new.daemon.listen),
+            ("poll_interval", old.daemon.poll_interval != new.daemon.poll_interval),
+            ("reconcile_interval", old.daemon.reconcile_interval != new.daemon.reconcile_interval),
+            ("query_log_calls_per_second", old.daemon.query_log_calls_per_second != new.daemon.query_log_calls_per_second),
+        ] {
+            if changed {
+                tracing::warn!(key, "[daemon] {key} changed: it takes effect at the next restart");
+            }
+        }
+        let names = |c: &Config| c.leafs.iter().map(|l| l.name().to_string()).collect::<std::collections::BTreeSet<_>>();
+        let (before, after) = (names(&old), names(&new));
+        let added: Vec<&String> = after.difference(&before).collect();
+        let removed: Vec<&String> = before.difference(&after).collect();
+        for leaf in old.leafs.iter().filter(|l| removed.contains(&&l.name().to_string())) {
+            self.left_running(&old, leaf);
+        }
+        crate::events::config_reloaded(&self.path, new.leafs.len(), &added, &removed, None);
+        self.tx.send_replace(Arc::new(new));
+    }
+
+    /// A leaf removed from the config while it runs is nobody's any more: nothing will
+    /// stop it. The daemon does not stop it by surprise either; it says so, once.
+    fn left_running(&self, old: &Config, leaf: &crate::config::LeafConfig) {
+        let name = leaf.name().as_str();
+        let phase = self.status.leafs().get(name).map(|v| v.phase.clone());
+        let announced_up = self.store.read(|s| s.leafs.get(name).is_some_and(|l| matches!(l.announced, Some(crate::leaf::Announced::Up { .. }))));
+        let running = announced_up || phase.as_deref().is_some_and(|p| matches!(p, "up" | "waking" | "stopping"));
+        if !running {
+            return;
+        }
+        tracing::warn!(leaf = name, phase = phase.as_deref().unwrap_or("unknown"), "a leaf removed from the config is still running: the daemon no longer watches or stops it");
+        crate::alerts::enqueue(&self.store, &old.daemon, leaf, crate::alerts::unmanaged(leaf, crate::clock::now()));
     }
 }
 

@@ -22,20 +22,82 @@ pub fn aws_call(service: &'static str, operation: &'static str, elapsed: Duratio
     }
 }
 
+/// True at most once per `every` for `key`: noisy warnings (one per bad line of a busy
+/// log) are logged now and then, while their counters count every one.
+fn now_and_then(key: &str, every: Duration) -> bool {
+    use std::collections::HashMap;
+    use std::sync::{LazyLock, Mutex};
+    static LAST: LazyLock<Mutex<HashMap<String, std::time::Instant>>> = LazyLock::new(Mutex::default);
+    let mut last = LAST.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let now = std::time::Instant::now();
+    match last.get(key) {
+        Some(t) if now.duration_since(*t) < every => false,
+        _ => {
+            last.insert(key.to_owned(), now);
+            true
+        }
+    }
+}
+
 /// A query-log line did not parse; it is skipped.
 pub fn malformed_line(group: &str, stream: &str, line: &str, why: &dyn std::fmt::Display) {
     count("cm_query_log_malformed_total", "Query-log lines that did not parse and were skipped", &[("group", group)], 1);
-    let line: String = line.chars().take(200).collect();
-    tracing::warn!(group, stream, line = %line, cause = %why, "skipping malformed query-log line");
+    if now_and_then(&format!("malformed {group}"), Duration::from_secs(10)) {
+        let line: String = line.chars().take(200).collect();
+        tracing::warn!(group, stream, line = %line, cause = %why, "skipping malformed query-log line (cm_query_log_malformed_total counts them all)");
+    }
+}
+
+/// A leaf query whose own time cannot be right (`future`, or `before_window`): it is
+/// neither a wake nor a query time.
+pub fn query_time_refused(group: &str, leaf: &str, query_at: crate::clock::Timestamp, why: &'static str) {
+    count("cm_query_log_bad_time_total", "Leaf queries refused because their own time is in the future or before the window read", &[("group", group), ("why", why)], 1);
+    if now_and_then(&format!("bad time {group} {why}"), Duration::from_secs(10)) {
+        tracing::warn!(group, leaf, %query_at, why, "ignoring a query-log line whose time cannot be right (cm_query_log_bad_time_total counts them all)");
+    }
+}
+
+/// A page of the query log was read.
+pub fn query_log_read(group: &str, pass: &'static str, lines: usize, delay_ms: Option<i64>) {
+    count("cm_query_log_lines_total", "Query-log lines read, by read (head: newest, filtered; sweep: every line once)", &[("group", group), ("pass", pass)], lines as u64);
+    count("cm_query_log_pages_total", "FilterLogEvents pages read, by read", &[("group", group), ("pass", pass)], 1);
+    if let Some(d) = delay_ms {
+        #[allow(clippy::cast_precision_loss, reason = "milliseconds of delay fit an f64 exactly")]
+        crate::metrics::gauge("cm_query_log_delivery_delay_seconds", "Largest delivery delay (ingestion minus event time) of the last minutes", &[("group", group)], d as f64 / 1000.0);
+    }
+}
+
+/// The sweep found leaf queries no head read had returned (delivered late, or missed).
+pub fn found_by_sweep(group: &str, n: usize) {
+    count("cm_query_log_found_by_sweep_total", "Leaf queries first found by the sweep, not the head", &[("group", group)], n as u64);
+    tracing::info!(group, queries = n, "the sweep found leaf queries the head had not read (delivered later than the head window)");
+}
+
+/// The filtered head missed a query: the filter is off for this run.
+pub fn filter_switched_off(group: &str, why: &str) {
+    count("cm_query_log_filter_off_total", "Filter patterns switched off after they missed a query", &[("group", group)], 1);
+    tracing::error!(group, why, "the query-log filter missed a query; reading this group unfiltered from now on (wakes may slow down on a busy zone)");
+}
+
+/// A poll skipped a read because the FilterLogEvents budget was spent.
+pub fn tail_rate_limited(group: &str, pass: &'static str) {
+    count("cm_tail_rate_limited_total", "Reads skipped because the FilterLogEvents budget was spent", &[("group", group), ("pass", pass)], 1);
+    tracing::debug!(group, pass, "FilterLogEvents budget spent; reading next poll");
+}
+
+/// A read failed; the group's reads wait (doubling, with jitter).
+pub fn tail_backoff(group: &str, error: &AwsError, wait: Duration, failures: u32) {
+    count("cm_tail_backoffs_total", "Query-log reads that failed and made the group back off", &[("group", group), ("kind", &error.kind.to_string())], 1);
+    tracing::warn!(group, error = %error, wait_ms = wait.as_millis() as u64, failures, "query-log read failed; backing off");
 }
 
 /// A DNS query for a leaf's domain was seen for the first time.
-pub fn query_seen(leaf: &str, query_at: crate::clock::Timestamp, edge: &str, lag_ms: i64, asleep: bool) {
+pub fn query_seen(leaf: &str, query_at: crate::clock::Timestamp, edge: &str, lag_ms: i64, asleep: bool, pass: &'static str) {
     count("cm_dns_queries_total", "A queries seen for each leaf's domain", &[("leaf", leaf)], 1);
     if asleep {
-        tracing::info!(leaf, %query_at, edge, lag_ms, "DNS query for sleeping leaf: wake requested");
+        tracing::info!(leaf, %query_at, edge, lag_ms, pass, "DNS query for sleeping leaf: wake requested");
     } else {
-        tracing::debug!(leaf, %query_at, edge, lag_ms, "DNS query for leaf");
+        tracing::debug!(leaf, %query_at, edge, lag_ms, pass, "DNS query for leaf");
     }
 }
 
@@ -128,4 +190,20 @@ pub fn problem_cleared(leaf: &str, key: &str) {
 pub fn alert_uncertain(alert_id: &str, topic: &str, why: &str) {
     count("cm_alerts_uncertain_total", "Alert deliveries whose answer was lost (not repeated)", &[("topic", topic)], 1);
     tracing::warn!(alert_id, topic, why, "alert sent but unconfirmed; not repeated so it cannot arrive twice");
+}
+
+/// The HTTP listener could not accept a connection (out of descriptors, say).
+pub fn http_accept_failed(error: &std::io::Error, in_a_row: u32) {
+    count("cm_http_accept_errors_total", "Connections the HTTP listener could not accept", &[], 1);
+    if now_and_then("http accept", Duration::from_secs(10)) {
+        tracing::warn!(error = %error, in_a_row, "HTTP accept failed; backing off");
+    }
+}
+
+/// An HTTP connection was turned away (`busy`: every slot taken) or cut (`timeout`).
+pub fn http_connection_refused(why: &'static str) {
+    count("cm_http_connections_refused_total", "HTTP connections turned away (busy) or cut (timeout)", &[("why", why)], 1);
+    if now_and_then(&format!("http {why}"), Duration::from_secs(10)) {
+        tracing::warn!(why, "HTTP connection turned away or cut (cm_http_connections_refused_total counts them all)");
+    }
 }

@@ -3,20 +3,22 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::json;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock;
 use crate::config::Config;
+use crate::events;
 use crate::leaf::Manual;
 use crate::state::StateStore;
 use crate::status::Status;
@@ -46,29 +48,65 @@ fn json_reply(status: StatusCode, value: &serde_json::Value) -> Reply {
     reply(status, "application/json", value.to_string() + "\n")
 }
 
-/// Serves until `cancel` fires.
-pub async fn serve(listener: TcpListener, http: Arc<Http>, cancel: CancellationToken) {
+/// A client gets this long to send its request line and headers (slowloris).
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A connection is closed after this long whatever it does: one request each, no
+/// keep-alive, so an idle client cannot hold a slot.
+pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves until `cancel` fires, holding at most `max_connections` connections. A client
+/// that arrives while every slot is taken is answered `503` at once and closed, so a
+/// flood of idle connections costs the daemon a slot table, never its descriptors.
+pub async fn serve(listener: TcpListener, http: Arc<Http>, max_connections: usize, cancel: CancellationToken) {
+    let slots = Arc::new(Semaphore::new(max_connections));
+    let mut accept_errors = 0u32;
     loop {
         let (stream, _) = tokio::select! {
             () = cancel.cancelled() => return,
             accepted = listener.accept() => match accepted {
-                Ok(a) => a,
+                Ok(a) => {
+                    accept_errors = 0;
+                    a
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    // Out of descriptors (or similar): wait, longer each time, rather than spin.
+                    accept_errors = accept_errors.saturating_add(1);
+                    events::http_accept_failed(&e, accept_errors);
+                    tokio::time::sleep(Duration::from_millis(100 << accept_errors.min(4))).await;
                     continue;
                 }
             },
         };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            events::http_connection_refused("busy");
+            refuse_busy(&stream);
+            continue; // dropped here: the descriptor is free again at once
+        };
         let http = Arc::clone(&http);
         tokio::spawn(async move {
+            let _slot = slot;
             let service = service_fn(move |req| {
                 let http = Arc::clone(&http);
                 async move { Ok::<_, Infallible>(http.handle(&req).await) }
             });
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .keep_alive(false)
+                .serve_connection(TokioIo::new(stream), service);
+            if tokio::time::timeout(CONNECTION_TIMEOUT, conn).await.is_err() {
+                events::http_connection_refused("timeout");
+            }
         });
     }
+}
+
+/// Tells a client that arrived while every slot was taken to come back, without reading
+/// its request or waiting for it: one non-blocking write into the socket's buffer.
+fn refuse_busy(stream: &tokio::net::TcpStream) {
+    let answer = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\nconnection: close\r\ncontent-length: 38\r\n\r\ntoo many connections; try again later\n";
+    let _ = stream.try_write(answer);
 }
 
 impl Http {
@@ -93,6 +131,7 @@ impl Http {
             "problem": self.status.unhealthy(),
             "summary": self.status.summary(),
             "leafs": leafs,
+            "query_log": self.status.query_log(),
             "workers": { "tail": *self.status.tail.borrow(), "reconcile": *self.status.reconcile.borrow() },
         })
     }

@@ -59,6 +59,7 @@ pub const CALLS: &[Call] = &[
     Call { service: "ecs", operation: "DescribeTasks", action: "ecs:DescribeTasks", scope: Scope::ClusterTasks },
     Call { service: "ecs", operation: "DescribeTaskDefinition", action: "ecs:DescribeTaskDefinition", scope: Scope::Any },
     Call { service: "route53", operation: "ListResourceRecordSets", action: "route53:ListResourceRecordSets", scope: Scope::Zone },
+    Call { service: "route53", operation: "GetHostedZone", action: "route53:GetHostedZone", scope: Scope::Zone },
     Call { service: "route53", operation: "ChangeResourceRecordSets", action: "route53:ChangeResourceRecordSets", scope: Scope::ZoneARecords },
     Call { service: "logs", operation: "FilterLogEvents", action: "logs:FilterLogEvents", scope: Scope::LogGroup },
     Call { service: "sns", operation: "Publish", action: "sns:Publish", scope: Scope::Topic },

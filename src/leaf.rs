@@ -149,6 +149,31 @@ impl LeafState {
         }
     }
 
+    /// Forgets times from the future (beyond the clock skew), which older versions could
+    /// store from a bogus query-log line: a `last_query_at` in 2099 would keep the leaf
+    /// "in use" for ever, a future `slept` would refuse every wake. Returns what it cleared.
+    pub fn repair_future(&mut self, now: Timestamp) -> Vec<&'static str> {
+        let limit = now.plus_ms(crate::clock::CLOCK_SKEW_MS);
+        let mut cleared = Vec::new();
+        if self.last_query_at.is_some_and(|t| t > limit) {
+            self.last_query_at = None;
+            cleared.push("last_query_at");
+        }
+        if self.wake.as_ref().is_some_and(|w| w.query_at > limit) {
+            self.wake = None;
+            cleared.push("wake");
+        }
+        if self.woke_at.is_some_and(|t| t > limit) {
+            self.woke_at = None;
+            cleared.push("woke_at");
+        }
+        if self.slept.as_ref().is_some_and(|s| s.at > limit) {
+            self.slept = None;
+            cleared.push("slept");
+        }
+        cleared
+    }
+
     /// Records a DNS query for the leaf. Several queries before the wake is acted on
     /// make one request: the newest, so that a player coming back right after the
     /// daemon stopped the leaf is not mistaken for a late line from before the stop.
@@ -208,6 +233,17 @@ mod tests {
         s.request_wake(Timestamp(3000), "LHR2");
         assert_eq!(s.wake.as_ref().map(|w| (w.query_at, w.edge.as_str())), Some((Timestamp(3000), "LHR2")));
         assert_eq!(s.last_query_at, Some(Timestamp(3000)));
+    }
+
+    #[test]
+    fn regression_times_from_2099_are_repaired_and_todays_are_kept() {
+        let now = Timestamp(1_795_428_000_000);
+        let mut s = LeafState::default();
+        s.request_wake(Timestamp(4_102_444_800_000), "FRA6");
+        s.woke_at = Some(now);
+        assert_eq!(s.repair_future(now), vec!["last_query_at", "wake"]);
+        assert_eq!((s.last_query_at, s.wake.as_ref(), s.woke_at), (None, None, Some(now)));
+        assert!(s.repair_future(now).is_empty());
     }
 
     #[test]

@@ -19,7 +19,8 @@
 //! - [`leaf`], [`clock`]: domain types and time as data.
 //! - [`events`], [`metrics`]: one function per event, logging and counting together.
 //! - [`status`], [`http`]: `/status`, `/metrics`, `/healthz` and operator commands.
-//! - [`control`]: the control token and the CLI's client; [`notify`]: systemd.
+//! - [`control`]: the control token and the CLI's client; [`notify`]: systemd;
+//!   [`host`]: the process's open-file budget and user.
 //! - [`iam`]: the least-privilege policy, from the table of every AWS call made.
 //! - [`daemon`], [`cli`], [`shutdown`]: wiring.
 
@@ -32,6 +33,7 @@ pub mod control;
 pub mod crashloop;
 pub mod daemon;
 pub mod events;
+pub mod host;
 pub mod http;
 pub mod iam;
 pub mod leaf;

@@ -38,6 +38,9 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command.unwrap_or(Command::Run) {
             Command::Check => {
+                for warning in config.warnings() {
+                    println!("{}: warning: {warning}", cli.config.display());
+                }
                 println!("{}: OK, {} leafs", cli.config.display(), config.leafs.len());
                 Ok(())
             }

@@ -54,6 +54,20 @@ impl Problem {
         }
     }
 
+    /// The hosted zone does not hold the leaf's domain: its record cannot be written there,
+    /// so players could never reach it. The leaf is not woken until this is fixed.
+    pub fn zone_mismatch(leaf: &LeafConfig, zone_name: &str) -> Self {
+        Self {
+            key: "zone_mismatch".into(),
+            text: format!(
+                "hosted zone {} is {zone_name}, which does not hold {}: the leaf's A record cannot be written there, so DNS queries do not wake leaf {} (it would run and bill with nobody able to reach it). Fix `hosted_zone_id` or `domain` in the config.",
+                leaf.hosted_zone_id,
+                leaf.domain(),
+                leaf.name()
+            ),
+        }
+    }
+
     /// An InService instance without a public IP.
     pub fn no_public_ip(leaf: &LeafConfig, instance: &str) -> Self {
         Self {

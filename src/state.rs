@@ -40,11 +40,16 @@ pub struct State {
 /// What the tail of one log group must not forget.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TailState {
-    /// Keys of wake-relevant events already acted on, with their event time (for
-    /// pruning). Only events inside the look-back window are kept.
+    /// Keys of leaf queries already acted on (or refused), with their event time (for
+    /// pruning). Only events that a read can still return are kept.
     #[serde(default)]
     pub acted: BTreeMap<String, Timestamp>,
-    /// End of the last successful read: after downtime, the first read starts here.
+    /// Every line before this has been read once, unfiltered, after it could no longer
+    /// change: after downtime the sweep resumes here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swept_until: Option<Timestamp>,
+    /// Written by versions before the sweep: the end of the last read, which re-read the
+    /// whole look-back window. Read once as `read_until - lookback`, then dropped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read_until: Option<Timestamp>,
 }
@@ -97,10 +102,20 @@ impl StateStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
             Err(e) => return Err(io(e)),
         };
+        let mut state = state;
+        let now = crate::clock::now();
+        let mut generation = 0;
+        for (leaf, memory) in &mut state.leafs {
+            let cleared = memory.repair_future(now);
+            if !cleared.is_empty() {
+                tracing::warn!(leaf, ?cleared, "the state file held times from the future (a bogus query-log line read by an older version); forgot them");
+                generation = 1;
+            }
+        }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
-        Ok(Self { path: path.to_owned(), inner: Mutex::new(Inner { state, generation: 0 }), write: tokio::sync::Mutex::new(0) })
+        Ok(Self { path: path.to_owned(), inner: Mutex::new(Inner { state, generation }), write: tokio::sync::Mutex::new(0) })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {

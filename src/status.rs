@@ -51,6 +51,35 @@ pub struct LeafView {
     pub problems: Vec<String>,
 }
 
+/// One query-log group as the tail reads it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct QueryLogView {
+    /// The log group.
+    pub group: String,
+    /// `filtered` (only lines that may concern a leaf come back) or `unfiltered`.
+    pub head: String,
+    /// Why the filter was switched off, if it was.
+    pub filter_off: Option<String>,
+    /// How far back the head reads each poll, ms.
+    pub head_window_ms: i64,
+    /// The last head read had more pages than a poll reads (the sweep covers the rest).
+    pub head_truncated: bool,
+    /// Largest delivery delay (ingestion minus event time) of the last minutes, ms.
+    pub delivery_delay_ms: Option<i64>,
+    /// Every line before this has been read once by the sweep.
+    pub swept_until: Timestamp,
+    /// How far the sweep trails the closed part of the log, ms (0 when it keeps up).
+    pub sweep_behind_ms: i64,
+    /// Reads failed in a row.
+    pub failures: u32,
+    /// Reads of this group wait this long more (back-off after a throttle or failure), ms.
+    pub backoff_ms: Option<u64>,
+    /// The last read's error, while it fails.
+    pub last_error: Option<String>,
+    /// Polls that skipped this group because the FilterLogEvents budget was spent.
+    pub rate_limited_polls: u64,
+}
+
 /// An action and its reason.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Decision {
@@ -66,6 +95,7 @@ pub struct Decision {
 #[derive(Debug)]
 pub struct Status {
     leafs: RwLock<BTreeMap<String, LeafView>>,
+    query_log: RwLock<Vec<QueryLogView>>,
     /// The tail worker's status.
     pub tail: watch::Receiver<WorkerStatus>,
     /// The reconcile worker's status.
@@ -78,7 +108,7 @@ pub struct Status {
 impl Status {
     /// Status over the two workers' status channels.
     pub fn new(tail: watch::Receiver<WorkerStatus>, reconcile: watch::Receiver<WorkerStatus>, stall_after: Duration) -> Self {
-        Self { leafs: RwLock::default(), tail, reconcile, stall_after, started: Instant::now() }
+        Self { leafs: RwLock::default(), query_log: RwLock::default(), tail, reconcile, stall_after, started: Instant::now() }
     }
 
     /// Replaces the views of the given leafs, keeping others; drops leafs not in `names`.
@@ -100,6 +130,16 @@ impl Status {
     /// Every leaf's view, by name.
     pub fn leafs(&self) -> BTreeMap<String, LeafView> {
         self.leafs.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Replaces what the tail says of its log groups.
+    pub fn set_query_log(&self, views: Vec<QueryLogView>) {
+        *self.query_log.write().unwrap_or_else(std::sync::PoisonError::into_inner) = views;
+    }
+
+    /// What the tail says of its log groups.
+    pub fn query_log(&self) -> Vec<QueryLogView> {
+        self.query_log.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     /// Records the last decision for a leaf.

@@ -107,7 +107,7 @@ impl Evaluation {
 /// Number of periods that make `idle_after`.
 pub fn periods_needed(cfg: &WatchdogConfig) -> i64 {
     let p = cfg.period.as_millis().max(1);
-    (cfg.idle_after.get_ref().as_millis() + p - 1) / p
+    (cfg.idle_after.get().as_millis() + p - 1) / p
 }
 
 /// The time range to read from CloudWatch for an evaluation at `now`: the window plus
@@ -144,9 +144,9 @@ pub fn evaluate(cfg: &WatchdogConfig, traffic: &Traffic, last_query_at: Option<T
             Period { start: Timestamp(start), bytes_per_s }
         })
         .collect();
-    let threshold = *cfg.threshold.get_ref();
+    let threshold = *cfg.threshold.get();
     let idle_streak = periods.iter().rev().take_while(|p| p.bytes_per_s.is_some_and(|b| b <= threshold)).count();
-    let verdict = if awake_since.is_none_or(|t| t.0 > first || now.since(t) < cfg.idle_after.get_ref().as_millis()) {
+    let verdict = if awake_since.is_none_or(|t| t.0 > first || now.since(t) < cfg.idle_after.get().as_millis()) {
         Verdict::TooSoon
     } else if let Some(at) = last_query_at.filter(|t| t.0 >= first) {
         Verdict::DnsActivity { at }

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_route53::types::{Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType};
 use common::proxy::Proxied;
 use common::world::REGION;
+use common::busy::{self, Zone};
 use common::{eventually, now_ms, query_line, Daemon, World};
 use serde_json::json;
 
@@ -23,6 +24,8 @@ struct Plan {
     wake_runs: Vec<(usize, usize)>,
     call_sizes: Vec<usize>,
     window: Duration,
+    /// (unrelated lines per second, wakes) of the busy-zone runs.
+    busy_runs: Vec<(usize, usize)>,
 }
 
 impl Plan {
@@ -35,14 +38,24 @@ impl Plan {
         if let Ok(s) = std::env::var("CM_BENCH_SIZES") {
             plan.call_sizes = s.split(',').filter_map(|n| n.parse().ok()).collect();
         }
+        // CM_BENCH_BUSY="0x20,200x20,1000x20" (lines per second x wakes; empty: none).
+        if let Ok(b) = std::env::var("CM_BENCH_BUSY") {
+            plan.busy_runs = b.split(',').filter_map(|r| r.split_once('x')).filter_map(|(n, k)| Some((n.parse().ok()?, k.parse().ok()?))).collect();
+        }
         plan
     }
 
     fn preset() -> Self {
         if std::env::var("CM_BENCH").as_deref() == Ok("full") {
-            Self { full: true, wake_runs: vec![(1, 50), (100, 50), (1000, 10)], call_sizes: vec![1, 10, 100, 1000], window: Duration::from_secs(60) }
+            Self {
+                full: true,
+                wake_runs: vec![(1, 50), (100, 50), (1000, 10)],
+                call_sizes: vec![1, 10, 100, 1000],
+                window: Duration::from_secs(60),
+                busy_runs: vec![(0, 30), (200, 30), (1000, 30)],
+            }
         } else {
-            Self { full: false, wake_runs: vec![(1, 3)], call_sizes: vec![10], window: Duration::from_secs(6) }
+            Self { full: false, wake_runs: vec![(1, 3)], call_sizes: vec![10], window: Duration::from_secs(6), busy_runs: vec![(200, 2)] }
         }
     }
 }
@@ -179,9 +192,85 @@ async fn calls_run(world: &World, n: usize, awake: usize, window: Duration) -> s
     })
 }
 
+/// One leaf in a hosted zone busy with `rate` unrelated lines per second (20 edge streams,
+/// each line delivered up to 20 s late), default settings: wake latency, FilterLogEvents
+/// calls and bytes per minute, CPU, and memory before, during and after the burst.
+async fn busy_run(world: &World, rate: usize, wakes: usize, full: bool) -> serde_json::Value {
+    let fleet = fleet(world, 1).await;
+    let zone = Zone { apex: fleet.domains[0].split_once('.').unwrap().1.to_owned(), zone_id: fleet.zone.clone(), lines_per_second: rate, streams: 20, max_delay: Duration::from_secs(20) };
+    busy::create_streams(world, &fleet.group, &zone).await;
+    let counting = Proxied::start().await;
+    let daemon = counting.daemon(&config(world, &fleet), &[]);
+    ready(&daemon, Instant::now()).await;
+    let (rss_quiet, _) = daemon.usage();
+    let traffic = (rate > 0).then(|| busy::start(world, &fleet.group, &zone, 11));
+    // Let the head window and the sweep's first chunks fill with the zone's traffic.
+    tokio::time::sleep(Duration::from_secs(if full { 150 } else { 5 })).await;
+    let (from, (_, cpu_before)) = (now_ms(), daemon.usage());
+    let mut rng = common::Rng::new(5);
+    let (asg, domain) = (&fleet.asgs[0], &fleet.domains[0]);
+    let (mut wake_ms, mut rss_peak) = (Vec::new(), 0);
+    for _ in 0..wakes {
+        // The player's query, delivered like the zone's other lines: up to 20 s late.
+        let asked = now_ms() - i64::try_from(rng.below(20_000)).unwrap();
+        world.put_line(&fleet.group, "EDGE00", asked, &query_line(asked, &fleet.zone, domain, "A")).await;
+        let t0 = now_ms();
+        let set = eventually("SetDesiredCapacity at the emulator", Duration::from_secs(120), || async {
+            counting.moto.calls().into_iter().find(|c| c.at_ms >= t0 && c.operation == "SetDesiredCapacity" && c.text.contains(&format!("AutoScalingGroupName={asg}&")))
+        })
+        .await;
+        wake_ms.push((set.at_ms - t0) as f64);
+        rss_peak = rss_peak.max(daemon.usage().0);
+        // Up (the record follows the instance), then back to sleep as an operator would.
+        let upsert = eventually("the A record UPSERT at the emulator", Duration::from_secs(120), || async {
+            counting.localstack.calls().into_iter().find(|c| c.at_ms >= set.at_ms && c.operation == "ChangeResourceRecordSets" && !c.text.contains("0.0.0.0"))
+        })
+        .await;
+        world.asg.set_desired_capacity().auto_scaling_group_name(asg).desired_capacity(0).send().await.unwrap();
+        eventually("the record back at the idle IP", Duration::from_secs(120), || async {
+            counting.localstack.calls().into_iter().find(|c| c.at_ms >= upsert.at_ms && c.operation == "ChangeResourceRecordSets" && c.text.contains("0.0.0.0"))
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(1000 + rng.below(1000))).await;
+    }
+    let (to, (_, cpu_after)) = (now_ms(), daemon.usage());
+    let written = match traffic {
+        Some(t) => t.stop().await,
+        None => 0,
+    };
+    let minutes = (to - from) as f64 / 60_000.0;
+    let reads: Vec<_> = counting.localstack.calls().into_iter().filter(|c| c.operation == "FilterLogEvents" && c.at_ms >= from && c.at_ms < to).collect();
+    // Nothing lost: every line written is read once by the sweep (full runs wait for it,
+    // up to five minutes; the table shows both counts whatever they are).
+    let mut swept = 0.0;
+    if full {
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while Instant::now() < deadline {
+            swept = daemon.metric("cm_query_log_lines_total", &["pass=\"sweep\""]).await;
+            if swept >= (written + wakes) as f64 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        println!("bench: busy {rate}/s swept {swept} of {} lines; status {}", written + wakes, daemon.status().await["query_log"]);
+    }
+    // Memory after the burst: a minute of quiet, then the resident set.
+    tokio::time::sleep(Duration::from_secs(if full { 60 } else { 3 })).await;
+    let (rss_after, _) = daemon.usage();
+    json!({
+        "lines_per_second": rate, "wakes": wakes, "lines_written": written, "lines_swept": swept,
+        "wake_latency_ms": stats(wake_ms),
+        "filter_log_events_per_minute": reads.len() as f64 / minutes,
+        "bytes_read_per_minute": reads.iter().map(|c| c.response_bytes).sum::<usize>() as f64 / minutes,
+        "cpu_share_of_one_core": (cpu_after - cpu_before) as f64 / (to - from) as f64,
+        "rss_kb_quiet": rss_quiet, "rss_kb_peak": rss_peak, "rss_kb_after": rss_after,
+        "found_by_sweep": metric_sum(&daemon, "cm_query_log_found_by_sweep_total").await,
+    })
+}
+
 async fn metric_sum(daemon: &Daemon, name: &str) -> f64 {
     let (_, text) = daemon.get("/metrics").await;
-    text.lines().filter(|l| l.starts_with(name)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
+    text.lines().filter(|l| l.starts_with(name)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).fold(0.0, |a, b| a + b)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -207,7 +296,16 @@ async fn benchmark() {
             calls.push(r);
         }
     }
-    let results = json!({"full": plan.full, "machine": machine(), "wakes": wakes, "calls": calls});
+    let mut busy = Vec::new();
+    for &(rate, count) in &plan.busy_runs {
+        let r = busy_run(&world, rate, count, plan.full).await;
+        println!("bench: busy {r}");
+        busy.push(r);
+    }
+    let mut results = json!({"full": plan.full, "machine": machine(), "wakes": wakes, "calls": calls, "busy": busy});
+    if let Some(previous) = std::env::var("CM_BENCH_MERGE").ok().and_then(|p| std::fs::read_to_string(p).ok()).and_then(|t| serde_json::from_str(&t).ok()) {
+        merge(&mut results, &previous);
+    }
     let out = std::path::PathBuf::from(std::env::var("CM_BENCH_OUT").unwrap_or_else(|_| std::env::temp_dir().join("cm-bench").display().to_string()));
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(out.join("bench.json"), serde_json::to_string_pretty(&results).unwrap()).unwrap();
@@ -217,10 +315,32 @@ async fn benchmark() {
     for w in &wakes {
         assert!(w["wake_latency_ms"]["n"].as_u64() > Some(0) && w["dns_latency_ms"]["median"].is_number() && w["rss_kb_peak"].as_u64() > Some(0));
     }
+    for b in &busy {
+        assert!(b["wake_latency_ms"]["n"].as_u64() > Some(0) && b["bytes_read_per_minute"].as_f64() > Some(0.0) && b["rss_kb_after"].as_u64() > Some(0), "{b}");
+    }
     for c in &calls {
         assert!(c["calls_per_minute"]["FilterLogEvents"].as_f64() > Some(0.0), "the tail read the log: {c}");
         assert!(c["calls_per_minute"]["DescribeAutoScalingGroups"].as_f64() > Some(0.0), "the reconciler read the ASGs: {c}");
     }
+}
+
+/// A partial re-run keeps the rows of the last full run that it did not measure again
+/// (rows are keyed by their size: leafs, leafs and awake, unrelated lines per second).
+fn merge(results: &mut serde_json::Value, previous: &serde_json::Value) {
+    for (section, keys) in [("wakes", &["leafs"][..]), ("calls", &["leafs", "awake"][..]), ("busy", &["lines_per_second"][..])] {
+        let key = |row: &serde_json::Value| keys.iter().map(|k| row[*k].to_string()).collect::<Vec<_>>().join("/");
+        let fresh: Vec<serde_json::Value> = results[section].as_array().cloned().unwrap_or_default();
+        let mut rows: Vec<serde_json::Value> = previous[section].as_array().cloned().unwrap_or_default();
+        for row in fresh {
+            match rows.iter_mut().find(|r| key(r) == key(&row)) {
+                Some(old) => *old = row,
+                None => rows.push(row),
+            }
+        }
+        rows.sort_by_key(|r| keys.iter().map(|k| r[*k].as_u64().unwrap_or(0)).collect::<Vec<_>>());
+        results[section] = serde_json::Value::Array(rows);
+    }
+    results["full"] = previous["full"].clone();
 }
 
 fn machine() -> String {
@@ -242,6 +362,18 @@ pub fn markdown(r: &serde_json::Value) -> String {
             "| {} | {} | {} | {} | {} | {} | {} | {} | {:.0} ms | {:.1} MB | {:.2}% |",
             w["leafs"], w["wakes"], l["min"], l["median"], l["p99"], d["min"], d["median"], d["p99"],
             w["ready_ms"].as_f64().unwrap_or(0.0), w["rss_kb_peak"].as_f64().unwrap_or(0.0) / 1024.0, w["cpu_share_of_one_core"].as_f64().unwrap_or(0.0) * 100.0
+        );
+    }
+    let _ = writeln!(md, "\n### A busy hosted zone: one leaf, unrelated query-log lines from 20 edge streams delivered up to 20 s late; default settings (poll 1 s, FilterLogEvents budget 2.5/s = 150/min)\n");
+    let _ = writeln!(md, "| unrelated lines/s | wakes | wake median | wake p99 | FilterLogEvents/min | bytes read/min | CPU (of one core) | RSS quiet | RSS peak | RSS a minute after | lines written | lines swept | found by sweep |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for b in r["busy"].as_array().into_iter().flatten() {
+        let mb = |k: &str| b[k].as_f64().unwrap_or(0.0) / 1024.0;
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} ms | {} ms | {:.1} | {:.1} MB | {:.2}% | {:.1} MB | {:.1} MB | {:.1} MB | {} | {} | {} |",
+            b["lines_per_second"], b["wakes"], b["wake_latency_ms"]["median"], b["wake_latency_ms"]["p99"], b["filter_log_events_per_minute"].as_f64().unwrap_or(0.0),
+            b["bytes_read_per_minute"].as_f64().unwrap_or(0.0) / 1_048_576.0, b["cpu_share_of_one_core"].as_f64().unwrap_or(0.0) * 100.0,
+            mb("rss_kb_quiet"), mb("rss_kb_peak"), mb("rss_kb_after"), b["lines_written"], b["lines_swept"], b["found_by_sweep"]
         );
     }
     let _ = writeln!(md, "\n### AWS calls per minute by operation (steady state, after start-up reads)\n");

@@ -57,3 +57,22 @@ fn a_missing_file_exits_2() {
     assert_eq!(code, 2);
     assert!(err.contains("/nonexistent/leafs.toml"), "{err}");
 }
+
+#[test]
+fn check_warns_about_a_listener_other_hosts_can_reach() {
+    let path = write("open.toml", &EXAMPLE.replace("listen = \"127.0.0.1:9477\"", "listen = \"0.0.0.0:9477\""));
+    let (code, out, _) = containerd(&["check", "--config", &path.display().to_string()]);
+    assert_eq!(code, 0, "valid, only unwise");
+    assert!(out.contains("warning: daemon.listen: 0.0.0.0:9477 is reachable from other hosts"), "{out}");
+}
+
+#[test]
+fn regression_two_leafs_on_one_asg_exit_2_naming_the_second() {
+    let second = EXAMPLE.split("[[leaf]]").nth(1).unwrap().replace("name = \"minecraft\"", "name = \"minecraft-2\"").replace("domain = \"minecraft.example.com\"", "domain = \"mc2.example.com\"").replace("ecs_service = \"minecraft\"", "ecs_service = \"minecraft-2\"");
+    let text = format!("{EXAMPLE}\n[[leaf]]{second}");
+    let path = write("shared-asg.toml", &text);
+    let (code, _, err) = containerd(&["check", "--config", &path.display().to_string()]);
+    assert_eq!(code, 2, "{err}");
+    let line = text.match_indices("asg = \"minecraft-asg\"").nth(1).map(|(i, _)| text[..i].lines().count() + 1).unwrap();
+    assert!(err.contains(&format!("shared-asg.toml:{line}: leaf[1].asg: ASG \"minecraft-asg\" is also leaf[0]'s")), "{err}");
+}

@@ -1,8 +1,8 @@
-//! CloudWatch Logs: read a window of the query-log group with FilterLogEvents.
+//! CloudWatch Logs: read one page of a query-log group with FilterLogEvents.
 //!
-//! One call (plus pages) per group per poll, whatever the number of leafs: every line
-//! is parsed and matched in the daemon. No filter pattern is sent: their matching
-//! differs between AWS and emulators, and correctness must not depend on it.
+//! The tail drives the paging itself (see `tail`): it decides how many pages a poll may
+//! spend against the account's shared FilterLogEvents quota, and it processes each page
+//! before asking for the next, so a burst never piles up in memory.
 
 use aws_config::SdkConfig;
 use aws_sdk_cloudwatchlogs::Client;
@@ -10,30 +10,43 @@ use aws_sdk_cloudwatchlogs::Client;
 use super::{call, AwsError};
 use crate::clock::Timestamp;
 
-/// Pages read per poll at most: each page is a call against the account's shared
-/// 25/s FilterLogEvents limit. A window with more is reported (see [`Events::truncated`]).
-const MAX_PAGES: usize = 10;
-
-/// One log event, as much of it as deduplication and parsing need.
+/// One log event, as much of it as deduplication, parsing and delay measurement need.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogEvent {
     /// Stream (one per Route53 edge location).
     pub stream: String,
     /// Event id; unique on AWS, a per-stream counter on emulators.
     pub id: String,
-    /// Event time (the query's time).
+    /// Event time (the query's time, as Route53 stamped it).
     pub timestamp: Timestamp,
+    /// When CloudWatch Logs ingested it: `ingestion - timestamp` is the delivery delay.
+    pub ingestion: Option<Timestamp>,
     /// The query-log line.
     pub message: String,
 }
 
-/// One read of a window.
+/// What one page asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageRequest<'a> {
+    /// The log group.
+    pub group: &'a str,
+    /// Events with a timestamp at or after this.
+    pub from: Timestamp,
+    /// And before this (exclusive), when set.
+    pub until: Option<Timestamp>,
+    /// A filter pattern; None reads every event.
+    pub pattern: Option<&'a str>,
+    /// The previous page's token, to continue a read.
+    pub token: Option<String>,
+}
+
+/// One page of a read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Events {
-    /// The events read.
+pub struct Page {
+    /// The events, oldest first (AWS sorts by timestamp; do not rely on it for correctness).
     pub events: Vec<LogEvent>,
-    /// More pages were left unread: the window holds more lines than one poll reads.
-    pub truncated: bool,
+    /// More pages follow (a page may be partial, even empty, while more are available).
+    pub next_token: Option<String>,
 }
 
 /// CloudWatch Logs client (in the query-log region).
@@ -48,31 +61,36 @@ impl LogsApi {
         Self { client: Client::new(config) }
     }
 
-    /// Events of `group` with a timestamp at or after `from`, in no particular order;
-    /// all of them unless `truncated`.
-    pub async fn events_since(&self, group: &str, from: Timestamp) -> Result<Events, AwsError> {
-        let mut events = Vec::new();
-        let mut token = None;
-        for _ in 0..MAX_PAGES {
-            let out = call(
-                "logs",
-                "FilterLogEvents",
-                self.client.filter_log_events().log_group_name(group).start_time(from.0).set_next_token(token).send(),
-            )
-            .await?;
-            events.extend(out.events().iter().filter_map(|e| {
+    /// Reads one page.
+    pub async fn page(&self, req: PageRequest<'_>) -> Result<Page, AwsError> {
+        // FilterLogEvents' endTime is inclusive; our windows are half-open.
+        let end = req.until.map(|t| t.0 - 1);
+        let out = call(
+            "logs",
+            "FilterLogEvents",
+            self.client
+                .filter_log_events()
+                .log_group_name(req.group)
+                .start_time(req.from.0)
+                .set_end_time(end)
+                .set_filter_pattern(req.pattern.map(str::to_owned))
+                .set_next_token(req.token)
+                .send(),
+        )
+        .await?;
+        let events = out
+            .events()
+            .iter()
+            .filter_map(|e| {
                 Some(LogEvent {
                     stream: e.log_stream_name()?.to_owned(),
                     id: e.event_id().unwrap_or_default().to_owned(),
                     timestamp: Timestamp(e.timestamp()?),
+                    ingestion: e.ingestion_time().map(Timestamp),
                     message: e.message()?.to_owned(),
                 })
-            }));
-            token = out.next_token().map(str::to_owned);
-            if token.is_none() {
-                return Ok(Events { events, truncated: false });
-            }
-        }
-        Ok(Events { events, truncated: true })
+            })
+            .collect();
+        Ok(Page { events, next_token: out.next_token().map(str::to_owned) })
     }
 }

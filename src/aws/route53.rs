@@ -92,6 +92,15 @@ impl Route53Api {
         ))
     }
 
+    /// The zone's name (`example.com`, normalised), from GetHostedZone. A zone's name
+    /// never changes, so one read per zone and run is enough.
+    pub async fn zone_name(&self, zone: &str) -> Result<String, AwsError> {
+        let out = call("route53", "GetHostedZone", self.client.get_hosted_zone().id(zone).send()).await?;
+        out.hosted_zone()
+            .map(|z| normal(z.name()))
+            .ok_or_else(|| AwsError::answer("route53", "GetHostedZone", ErrorKind::Invalid, "GetHostedZone returned no zone"))
+    }
+
     /// UPSERTs all `changes` (records of one zone) in one atomic change batch.
     pub async fn upsert_a(&self, zone: &str, changes: &[Upsert], comment: &str) -> Result<(), AwsError> {
         let invalid = |e: aws_sdk_route53::error::BuildError| {

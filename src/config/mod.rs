@@ -6,6 +6,7 @@
 //! without its cluster). Either way the operator gets one [`ConfigError`] naming the
 //! file, line and key, and `containerd` exits 2 without starting.
 
+mod at;
 mod duration;
 mod error;
 mod values;
@@ -15,8 +16,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use toml::Spanned;
 
+pub use at::At;
 pub use duration::{parse_duration, DurationError, HumanDuration};
 pub use error::ConfigError;
 pub use values::{Domain, HostedZoneId, LeafName, LogGroupName, ResourceName, TopicArn};
@@ -45,20 +46,25 @@ pub struct DaemonConfig {
     pub alert_topic_arn: Option<TopicArn>,
     /// How often the query log is read; the main term of wake latency.
     #[serde(default = "defaults::poll_interval")]
-    pub poll_interval: HumanDuration,
+    pub poll_interval: At<HumanDuration>,
     /// How often AWS is read and converged even without a DNS query.
     #[serde(default = "defaults::reconcile_interval")]
-    pub reconcile_interval: HumanDuration,
-    /// How far back each poll re-reads the query log. CloudWatch Logs delivers lines
-    /// late (up to ~30 s is reported) and out of order, so a cursor would lose them.
+    pub reconcile_interval: At<HumanDuration>,
+    /// The longest delivery delay tolerated: CloudWatch Logs delivers lines late (up to
+    /// ~30 s is reported) and out of order, so the filtered head read covers this much of
+    /// the log every poll, and the sweep reads a line only once it is this old.
     #[serde(default = "defaults::query_log_lookback")]
-    pub query_log_lookback: HumanDuration,
+    pub query_log_lookback: At<HumanDuration>,
+    /// FilterLogEvents calls per second at most, all log groups together: the account
+    /// has 25 in us-east-1, shared with every other tool.
+    #[serde(default = "defaults::query_log_calls_per_second")]
+    pub query_log_calls_per_second: At<f64>,
     /// Survives restarts: seen query-log events, pending wakes, alerts already sent.
     #[serde(default = "defaults::state_file")]
     pub state_file: PathBuf,
     /// HTTP endpoint for status and metrics.
     #[serde(default = "defaults::listen")]
-    pub listen: SocketAddr,
+    pub listen: At<SocketAddr>,
     /// Log every action without changing anything in AWS.
     #[serde(default)]
     pub dry_run: bool,
@@ -69,17 +75,17 @@ pub struct DaemonConfig {
 #[serde(deny_unknown_fields)]
 pub struct LeafConfig {
     /// Short name used in logs, alerts and commands.
-    pub name: Spanned<LeafName>,
+    pub name: At<LeafName>,
     /// The name players connect to; an `A` query for exactly this name wakes the leaf.
-    pub domain: Spanned<Domain>,
+    pub domain: At<Domain>,
     /// Zone holding the leaf's A record.
     pub hosted_zone_id: HostedZoneId,
     /// The AutoScalingGroup (min 0, max 1) that runs the leaf's instance.
-    pub asg: ResourceName,
+    pub asg: At<ResourceName>,
     /// ECS cluster of `ecs_service`; both or neither.
-    pub ecs_cluster: Option<Spanned<ResourceName>>,
+    pub ecs_cluster: Option<At<ResourceName>>,
     /// ECS service running the container; a REPLICA service is scaled with the instance.
-    pub ecs_service: Option<Spanned<ResourceName>>,
+    pub ecs_service: Option<At<ResourceName>>,
     /// EFS file system whose reads are not player traffic (the watchdog subtracts them).
     pub efs: Option<ResourceName>,
     /// This leaf's alerts also go here.
@@ -88,7 +94,7 @@ pub struct LeafConfig {
     pub query_log_group: Option<LogGroupName>,
     /// TTL of the A record; 1 s so resolvers ask again (and so log a query) soon.
     #[serde(default = "defaults::dns_ttl")]
-    pub dns_ttl: Spanned<i64>,
+    pub dns_ttl: At<i64>,
     /// Where the A record points while the leaf sleeps.
     #[serde(default = "defaults::idle_ip")]
     pub idle_ip: Ipv4Addr,
@@ -104,16 +110,16 @@ pub struct LeafConfig {
 #[serde(deny_unknown_fields)]
 pub struct WatchdogConfig {
     /// Bytes per second at or below which a period is idle (Minecraft 1175, Valheim 400).
-    pub threshold: Spanned<f64>,
+    pub threshold: At<f64>,
     /// Length of one metric period.
     #[serde(default = "defaults::period")]
-    pub period: HumanDuration,
+    pub period: At<HumanDuration>,
     /// How long the leaf must be idle before it is scaled to zero.
     #[serde(default = "defaults::idle_after")]
-    pub idle_after: Spanned<HumanDuration>,
+    pub idle_after: At<HumanDuration>,
     /// Alert once the instance has been up this long.
     #[serde(default = "defaults::left_up_after")]
-    pub left_up_after: HumanDuration,
+    pub left_up_after: At<HumanDuration>,
     /// Also scale down at `left_up_after`, not only alert.
     #[serde(default)]
     pub left_up_stop: bool,
@@ -125,7 +131,7 @@ pub struct WatchdogConfig {
 pub struct CrashLoopConfig {
     /// Failed tasks within `window` that stop the leaf (1, as the original).
     #[serde(default = "defaults::max_failures")]
-    pub max_failures: Spanned<i64>,
+    pub max_failures: At<i64>,
     /// How far back failures count.
     #[serde(default = "defaults::crash_window")]
     pub window: HumanDuration,
@@ -143,7 +149,7 @@ impl Default for CrashLoopConfig {
 impl CrashLoopConfig {
     /// Failures that trip the breaker (validated >= 1).
     pub fn max_failures(&self) -> usize {
-        usize::try_from(*self.max_failures.get_ref()).unwrap_or(1)
+        usize::try_from(*self.max_failures).unwrap_or(1)
     }
 }
 
@@ -153,38 +159,41 @@ mod defaults {
     pub fn query_log_region() -> ResourceName {
         ResourceName::parse("us-east-1").expect("valid constant")
     }
-    pub fn poll_interval() -> HumanDuration {
-        HumanDuration::secs(1)
+    pub fn poll_interval() -> At<HumanDuration> {
+        At::new(HumanDuration::secs(1))
     }
-    pub fn reconcile_interval() -> HumanDuration {
-        HumanDuration::secs(5)
+    pub fn reconcile_interval() -> At<HumanDuration> {
+        At::new(HumanDuration::secs(5))
     }
-    pub fn query_log_lookback() -> HumanDuration {
-        HumanDuration::secs(120)
+    pub fn query_log_lookback() -> At<HumanDuration> {
+        At::new(HumanDuration::secs(120))
+    }
+    pub fn query_log_calls_per_second() -> At<f64> {
+        At::new(2.5)
     }
     pub fn state_file() -> PathBuf {
         PathBuf::from("/var/lib/container-manager/state.json")
     }
-    pub fn listen() -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], 9477))
+    pub fn listen() -> At<SocketAddr> {
+        At::new(SocketAddr::from(([127, 0, 0, 1], 9477)))
     }
-    pub fn dns_ttl() -> Spanned<i64> {
-        Spanned::new(0..0, 1)
+    pub fn dns_ttl() -> At<i64> {
+        At::new(1)
     }
     pub fn idle_ip() -> Ipv4Addr {
         Ipv4Addr::UNSPECIFIED
     }
-    pub fn period() -> HumanDuration {
-        HumanDuration::secs(60)
+    pub fn period() -> At<HumanDuration> {
+        At::new(HumanDuration::secs(60))
     }
-    pub fn idle_after() -> Spanned<HumanDuration> {
-        Spanned::new(0..0, HumanDuration::secs(7 * 60))
+    pub fn idle_after() -> At<HumanDuration> {
+        At::new(HumanDuration::secs(7 * 60))
     }
-    pub fn left_up_after() -> HumanDuration {
-        HumanDuration::secs(8 * 3600)
+    pub fn left_up_after() -> At<HumanDuration> {
+        At::new(HumanDuration::secs(8 * 3600))
     }
-    pub fn max_failures() -> Spanned<i64> {
-        Spanned::new(0..0, 1)
+    pub fn max_failures() -> At<i64> {
+        At::new(1)
     }
     pub fn crash_window() -> HumanDuration {
         HumanDuration::secs(15 * 60)
@@ -200,7 +209,7 @@ mod defaults {
 struct RawConfig {
     daemon: DaemonConfig,
     #[serde(default, rename = "leaf")]
-    leafs: Vec<Spanned<LeafConfig>>,
+    leafs: Vec<At<LeafConfig>>,
 }
 
 impl Config {
@@ -215,60 +224,131 @@ impl Config {
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::from_toml(path, text, &e))?;
         let config = Config {
             daemon: raw.daemon,
-            leafs: raw.leafs.into_iter().map(Spanned::into_inner).collect(),
+            leafs: raw.leafs.into_iter().map(At::into_inner).collect(),
         };
         config.validate().map_err(|(span, key, msg)| ConfigError::at(path, text, span, key, msg))?;
         Ok(config)
     }
 
     /// Cross-field rules. Returns the offending span, key and message.
-    fn validate(&self) -> Result<(), (std::ops::Range<usize>, String, String)> {
+    fn validate(&self) -> Result<(), Refusal> {
+        self.daemon.validate()?;
+        for (i, leaf) in self.leafs.iter().enumerate() {
+            leaf.validate(i, &self.daemon)?;
+        }
+        self.unique()
+    }
+
+    /// Two leafs may not share a name, a domain, an ASG or an ECS service: the daemon
+    /// would wake and stop one group for two leafs that disagree about it.
+    fn unique(&self) -> Result<(), Refusal> {
         let mut names: HashMap<&LeafName, usize> = HashMap::new();
         let mut domains: HashMap<&Domain, usize> = HashMap::new();
+        let mut asgs: HashMap<&ResourceName, usize> = HashMap::new();
+        let mut services: HashMap<(&ResourceName, &ResourceName), usize> = HashMap::new();
         for (i, leaf) in self.leafs.iter().enumerate() {
             let key = |k: &str| format!("leaf[{i}].{k}");
-            if let Some(first) = names.insert(leaf.name.get_ref(), i) {
-                return Err((leaf.name.span(), key("name"), format!("duplicate leaf name {:?} (also leaf[{first}])", leaf.name.get_ref().as_str())));
+            if let Some(first) = names.insert(leaf.name.get(), i) {
+                return Err((leaf.name.span(), key("name"), format!("duplicate leaf name {:?} (also leaf[{first}])", leaf.name.as_str())));
             }
-            if let Some(first) = domains.insert(leaf.domain.get_ref(), i) {
-                return Err((leaf.domain.span(), key("domain"), format!("duplicate domain {:?} (also leaf[{first}])", leaf.domain.get_ref().as_str())));
+            if let Some(first) = domains.insert(leaf.domain.get(), i) {
+                return Err((leaf.domain.span(), key("domain"), format!("duplicate domain {:?} (also leaf[{first}])", leaf.domain.as_str())));
             }
-            match (&leaf.ecs_cluster, &leaf.ecs_service) {
-                (Some(c), None) => return Err((c.span(), key("ecs_cluster"), "ecs_cluster is set but ecs_service is missing: set both or neither".into())),
-                (None, Some(s)) => return Err((s.span(), key("ecs_service"), "ecs_service is set but ecs_cluster is missing: set both or neither".into())),
-                _ => {}
+            if let Some(first) = asgs.insert(leaf.asg.get(), i) {
+                return Err((leaf.asg.span(), key("asg"), format!("ASG {:?} is also leaf[{first}]'s: each leaf needs its own group", leaf.asg.as_str())));
             }
-            if leaf.query_log_group.is_none() && self.daemon.query_log_group.is_none() {
-                return Err((leaf.name.span(), key("query_log_group"), "no query log group: set [daemon] query_log_group or this leaf's query_log_group".into()));
-            }
-            let ttl = *leaf.dns_ttl.get_ref();
-            if !(1..=86_400).contains(&ttl) {
-                return Err((leaf.dns_ttl.span(), key("dns_ttl"), format!("dns_ttl {ttl} must be between 1 and 86400 seconds (1 is best: resolvers ask again at once)")));
-            }
-            let wd = &leaf.watchdog;
-            let threshold = *wd.threshold.get_ref();
-            if !threshold.is_finite() || threshold < 0.0 {
-                return Err((wd.threshold.span(), key("watchdog.threshold"), format!("threshold {threshold} must be a number of bytes per second >= 0")));
-            }
-            let p = wd.period.as_millis();
-            if !(p % 60_000 == 0 || [1000, 5000, 10_000, 30_000].contains(&p)) || p == 0 {
-                return Err((leaf.watchdog.threshold.span(), key("watchdog.period"), format!("period {} is not one CloudWatch offers: use 1s, 5s, 10s, 30s or a multiple of 1m (EC2 detailed monitoring: 1m)", wd.period)));
-            }
-            let failures = *leaf.crash_loop.max_failures.get_ref();
-            if !(1..=1000).contains(&failures) {
-                return Err((leaf.crash_loop.max_failures.span(), key("crash_loop.max_failures"), format!("max_failures {failures} must be between 1 and 1000")));
-            }
-            if wd.idle_after.get_ref().0 < wd.period.0 {
-                return Err((wd.idle_after.span(), key("watchdog.idle_after"), format!("idle_after {} is shorter than one period ({})", wd.idle_after.get_ref(), wd.period)));
+            if let (Some(pair), Some(service)) = (leaf.ecs(), &leaf.ecs_service)
+                && let Some(first) = services.insert(pair, i)
+            {
+                return Err((service.span(), key("ecs_service"), format!("ECS service {}/{} is also leaf[{first}]'s: each leaf needs its own service", pair.0, pair.1)));
             }
         }
-        for (key, d) in [("daemon.poll_interval", self.daemon.poll_interval), ("daemon.reconcile_interval", self.daemon.reconcile_interval)] {
+        Ok(())
+    }
+
+    /// What an operator should hear about a valid file: settings that work but are
+    /// probably not meant (`containerd check` prints them, the daemon logs them).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if !self.daemon.listen.ip().is_loopback() {
+            out.push(format!(
+                "daemon.listen: {} is reachable from other hosts: /status, /metrics and the wake/sleep commands (token-protected) are exposed; use 127.0.0.1 unless a firewall guards it",
+                *self.daemon.listen
+            ));
+        }
+        out
+    }
+}
+
+/// A refused value: its span, its dotted key and the message.
+type Refusal = (std::ops::Range<usize>, String, String);
+
+impl DaemonConfig {
+    fn validate(&self) -> Result<(), Refusal> {
+        for (key, d) in [("daemon.poll_interval", &self.poll_interval), ("daemon.reconcile_interval", &self.reconcile_interval)] {
             if d.0.as_millis() < 100 {
-                return Err((0..0, key.into(), format!("{d} is too short: use at least 100ms")));
+                return Err((d.span(), key.into(), format!("{} is too short: use at least 100ms", **d)));
             }
         }
-        if self.daemon.query_log_lookback.0 < self.daemon.poll_interval.0 {
-            return Err((0..0, "daemon.query_log_lookback".into(), "query_log_lookback must be at least poll_interval".into()));
+        if self.query_log_lookback.0 < self.poll_interval.0 {
+            return Err((self.query_log_lookback.span(), "daemon.query_log_lookback".into(), "query_log_lookback must be at least poll_interval".into()));
+        }
+        let calls = *self.query_log_calls_per_second;
+        if !(0.1..=25.0).contains(&calls) {
+            return Err((
+                self.query_log_calls_per_second.span(),
+                "daemon.query_log_calls_per_second".into(),
+                format!("{calls} must be between 0.1 and 25 (the account's FilterLogEvents limit in us-east-1, shared with every other tool)"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// FilterLogEvents calls per second the tail may make (validated 0.1..=25).
+    pub fn query_log_calls_per_second(&self) -> f64 {
+        *self.query_log_calls_per_second
+    }
+}
+
+impl LeafConfig {
+    fn validate(&self, i: usize, daemon: &DaemonConfig) -> Result<(), Refusal> {
+        let key = |k: &str| format!("leaf[{i}].{k}");
+        match (&self.ecs_cluster, &self.ecs_service) {
+            (Some(c), None) => return Err((c.span(), key("ecs_cluster"), "ecs_cluster is set but ecs_service is missing: set both or neither".into())),
+            (None, Some(s)) => return Err((s.span(), key("ecs_service"), "ecs_service is set but ecs_cluster is missing: set both or neither".into())),
+            _ => {}
+        }
+        if self.query_log_group.is_none() && daemon.query_log_group.is_none() {
+            return Err((self.name.span(), key("query_log_group"), "no query log group: set [daemon] query_log_group or this leaf's query_log_group".into()));
+        }
+        let ttl = *self.dns_ttl;
+        if !(1..=86_400).contains(&ttl) {
+            return Err((self.dns_ttl.span(), key("dns_ttl"), format!("dns_ttl {ttl} must be between 1 and 86400 seconds (1 is best: resolvers ask again at once)")));
+        }
+        let failures = *self.crash_loop.max_failures;
+        if !(1..=1000).contains(&failures) {
+            return Err((self.crash_loop.max_failures.span(), key("crash_loop.max_failures"), format!("max_failures {failures} must be between 1 and 1000")));
+        }
+        self.watchdog.validate(&|k| key(&format!("watchdog.{k}")))
+    }
+}
+
+impl WatchdogConfig {
+    fn validate(&self, key: &dyn Fn(&str) -> String) -> Result<(), Refusal> {
+        let threshold = *self.threshold;
+        if !threshold.is_finite() || threshold < 0.0 {
+            return Err((self.threshold.span(), key("threshold"), format!("threshold {threshold} must be a number of bytes per second >= 0")));
+        }
+        let p = self.period.as_millis();
+        if !(p % 60_000 == 0 || [1000, 5000, 10_000, 30_000].contains(&p)) || p == 0 {
+            return Err((self.period.span(), key("period"), format!("period {} is not one CloudWatch offers: use 1s, 5s, 10s, 30s or a multiple of 1m (EC2 detailed monitoring: 1m)", *self.period)));
+        }
+        if self.idle_after.0 < self.period.0 {
+            return Err((self.idle_after.span(), key("idle_after"), format!("idle_after {} is shorter than one period ({})", *self.idle_after, *self.period)));
+        }
+        if self.left_up_after.0.is_zero() {
+            let what = if self.left_up_stop { "stop every leaf the moment it wakes" } else { "alert on every wake" };
+            return Err((self.left_up_after.span(), key("left_up_after"), format!("left_up_after 0s would {what}: give the longest a leaf may run (the default is 8h)")));
         }
         Ok(())
     }
@@ -277,17 +357,17 @@ impl Config {
 impl LeafConfig {
     /// The leaf's name.
     pub fn name(&self) -> &LeafName {
-        self.name.get_ref()
+        &self.name
     }
 
     /// The leaf's domain.
     pub fn domain(&self) -> &Domain {
-        self.domain.get_ref()
+        &self.domain
     }
 
     /// The ECS (cluster, service) pair when configured.
     pub fn ecs(&self) -> Option<(&ResourceName, &ResourceName)> {
-        Some((self.ecs_cluster.as_ref()?.get_ref(), self.ecs_service.as_ref()?.get_ref()))
+        Some((self.ecs_cluster.as_ref()?.get(), self.ecs_service.as_ref()?.get()))
     }
 
     /// The log group this leaf's queries are written to.
@@ -300,7 +380,7 @@ impl LeafConfig {
 
     /// Record TTL in seconds (validated 1..=86400).
     pub fn dns_ttl(&self) -> i64 {
-        *self.dns_ttl.get_ref()
+        *self.dns_ttl
     }
 
     /// The topics this leaf's alerts go to: the daemon's, then the leaf's own.

@@ -53,7 +53,7 @@ fn a_good_file_loads_with_defaults() {
     let mc = &c.leafs[0];
     assert_eq!(mc.dns_ttl(), 1);
     assert_eq!(mc.idle_ip.to_string(), "0.0.0.0");
-    assert_eq!(mc.watchdog.idle_after.get_ref().to_string(), "7m");
+    assert_eq!(mc.watchdog.idle_after.get().to_string(), "7m");
     assert_eq!(mc.watchdog.period.to_string(), "1m");
     assert_eq!(mc.watchdog.left_up_after.to_string(), "8h");
     assert!(!mc.watchdog.left_up_stop);
@@ -186,4 +186,54 @@ fn a_period_cloudwatch_does_not_offer_is_refused() {
         assert_eq!(e.key.as_deref(), Some("leaf[1].watchdog.period"), "{bad}: {e}");
     }
     assert!(load(&GOOD.replacen("idle_after = \"10m\"", "idle_after = \"10m\"\nperiod = \"5m\"", 1)).is_ok());
+}
+
+#[test]
+fn regression_a_bad_period_is_reported_on_its_own_line() {
+    let text = GOOD.replacen("idle_after = \"10m\"", "idle_after = \"10m\"\nperiod = \"90s\"", 1);
+    let e = load(&text).unwrap_err();
+    assert_eq!(e.line, Some(line_of("period = \"90s\"", &text)), "{e}");
+}
+
+#[test]
+fn regression_two_leafs_may_not_share_an_asg_or_a_service() {
+    let e = refused("asg = \"valheim-asg\"", "asg = \"mc-asg\"");
+    assert_eq!((e.key.as_deref(), e.line), (Some("leaf[1].asg"), Some(line_of("asg = \"valheim-asg\"", GOOD))), "{e}");
+    assert!(e.message.contains("leaf[0]"), "{e}");
+    let text = GOOD.replacen("asg = \"mc-asg\"", "asg = \"mc-asg\"\necs_cluster = \"valheim\"\necs_service = \"valheim\"", 1);
+    let e = load(&text).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("leaf[1].ecs_service"), "{e}");
+    assert!(e.message.contains("valheim/valheim"), "{e}");
+}
+
+#[test]
+fn regression_a_zero_left_up_guard_is_refused() {
+    for stop in ["true", "false"] {
+        let e = refused("idle_after = \"10m\"", &format!("idle_after = \"10m\"\nleft_up_after = \"0s\"\nleft_up_stop = {stop}"));
+        assert_eq!(e.key.as_deref(), Some("leaf[1].watchdog.left_up_after"), "{e}");
+        assert!(e.line.is_some(), "{e}");
+    }
+}
+
+#[test]
+fn regression_control_characters_in_names_are_refused() {
+    for bad in ["mc\\u0007asg", "mc\\u001b[31masg", "mc\\tasg"] {
+        let e = refused("asg = \"mc-asg\"", &format!("asg = \"{bad}\""));
+        assert_eq!((e.key.as_deref(), e.line), (Some("leaf[0].asg"), Some(line_of("asg = \"mc-asg\"", GOOD))), "{bad}: {e}");
+    }
+}
+
+#[test]
+fn daemon_intervals_are_refused_at_their_line() {
+    let e = refused("region = \"us-west-2\"", "region = \"us-west-2\"\npoll_interval = \"10ms\"");
+    assert_eq!((e.key.as_deref(), e.line), (Some("daemon.poll_interval"), Some(line_of("region", GOOD) + 1)), "{e}");
+    let e = refused("region = \"us-west-2\"", "region = \"us-west-2\"\nquery_log_calls_per_second = 30");
+    assert_eq!(e.key.as_deref(), Some("daemon.query_log_calls_per_second"), "{e}");
+}
+
+#[test]
+fn a_listener_other_hosts_can_reach_is_a_warning() {
+    assert!(load(GOOD).unwrap().warnings().is_empty());
+    let c = load(&GOOD.replacen("region = \"us-west-2\"", "region = \"us-west-2\"\nlisten = \"0.0.0.0:9477\"", 1)).unwrap();
+    assert!(c.warnings().iter().any(|w| w.contains("daemon.listen") && w.contains("0.0.0.0:9477")), "{:?}", c.warnings());
 }

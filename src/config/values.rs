@@ -164,10 +164,10 @@ fn check_log_group(text: &str) -> Result<String, String> {
 }
 
 fn check_resource_name(text: &str) -> Result<String, String> {
-    if !text.is_empty() && text.len() <= 255 && !text.chars().any(char::is_whitespace) {
+    if !text.is_empty() && text.len() <= 255 && !text.chars().any(|c| c.is_whitespace() || c.is_control()) {
         Ok(text.to_owned())
     } else {
-        Err(format!("invalid name {text:?}: must be 1-255 characters without spaces"))
+        Err(format!("invalid name {text:?}: must be 1-255 characters without spaces or control characters"))
     }
 }
 

@@ -65,6 +65,8 @@ pub struct Observation<'a> {
     pub traffic: Option<&'a Traffic>,
     /// Stopped tasks of the leaf's service (seen before or not).
     pub stopped_tasks: &'a [StoppedTask],
+    /// Whether the leaf's hosted zone holds its domain; None until known.
+    pub zone_holds_domain: Option<bool>,
 }
 
 /// A transition or event the operator is told about.
@@ -260,7 +262,7 @@ pub fn decide(leaf: &LeafConfig, obs: &Observation<'_>, state: &LeafState, now: 
         plan.actions.push(Action::Sleep(sleep));
         return plan;
     }
-    let waking = plan.actions.iter().any(|a| matches!(a, Action::Wake(_))) || wake(&mut plan, group, state, quarantine);
+    let waking = plan.actions.iter().any(|a| matches!(a, Action::Wake(_))) || wake(&mut plan, group, state, quarantine, obs.zone_holds_domain);
     if !waking
         && group.desired >= 1
         && let Some(sleep) = stop(&mut plan, leaf, obs, state, now)
@@ -293,9 +295,12 @@ fn operator(plan: &mut Plan, group: &Group, manual: Manual) -> Option<Sleep> {
 }
 
 /// Step 1: acts on a pending wake request; true when it wakes the leaf.
-fn wake(plan: &mut Plan, group: &Group, state: &LeafState, quarantine: Option<&Quarantine>) -> bool {
+fn wake(plan: &mut Plan, group: &Group, state: &LeafState, quarantine: Option<&Quarantine>, zone_holds_domain: Option<bool>) -> bool {
     let Some(req) = &state.wake else { return false };
-    let (why, notable) = if let Some(q) = quarantine {
+    let (why, notable) = if zone_holds_domain == Some(false) {
+        // Players could not reach it: its record cannot be written in that zone.
+        ("its hosted zone does not hold its domain (a problem alert says how to fix it)".to_owned(), true)
+    } else if let Some(q) = quarantine {
         (format!("quarantined until {} after a crash loop ({})", q.until, q.detail), true)
     } else if state.slept.as_ref().is_some_and(|s| req.query_at <= s.at) {
         ("the query predates the decision to stop the leaf".to_owned(), true)
@@ -374,7 +379,7 @@ fn stop(plan: &mut Plan, leaf: &LeafConfig, obs: &Observation<'_>, state: &LeafS
             detail: format!(
                 "idle for {}: player traffic at or below {} B/s in every period (last periods: {})",
                 HumanDuration(std::time::Duration::from_millis(u64::try_from(idle_for_ms).unwrap_or(0))),
-                wd.threshold.get_ref(),
+                wd.threshold.get(),
                 evaluation.figures()
             ),
             instance: Some(instance),
@@ -396,8 +401,22 @@ fn converge(plan: &mut Plan, leaf: &LeafConfig, obs: &Observation<'_>) {
             return;
         }
     };
-    let ttl = leaf.dns_ttl();
-    match &obs.record {
+    if obs.zone_holds_domain == Some(false) {
+        // The record cannot be written in that zone; a problem alert says so.
+        plan.waiting_for = Some("a hosted zone that holds the domain");
+    } else {
+        point(plan, &obs.record, target_ip, leaf.dns_ttl());
+    }
+    match &obs.service {
+        ServiceSeen::Known(s) if !s.daemon && s.desired != target_count => plan.actions.push(Action::ScaleService { desired: target_count }),
+        ServiceSeen::Unknown => plan.waiting_for = plan.waiting_for.or(Some("the ECS service to be read")),
+        ServiceSeen::Known(_) | ServiceSeen::NotConfigured | ServiceSeen::Missing => {}
+    }
+}
+
+/// The A record follows the phase.
+fn point(plan: &mut Plan, record: &Seen<Option<ARecord>>, target_ip: Ipv4Addr, ttl: i64) {
+    match record {
         Seen::Known(Some(r)) if r.is(target_ip, ttl) => {}
         Seen::Known(_) => plan.actions.push(Action::PointRecord { ip: target_ip, ttl }),
         // A running or stopping leaf's record must follow now: an UPSERT is idempotent, so
@@ -405,11 +424,6 @@ fn converge(plan: &mut Plan, leaf: &LeafConfig, obs: &Observation<'_>) {
         // would otherwise keep a player waiting for minutes). An asleep leaf can wait.
         Seen::Unknown if !matches!(plan.phase, Phase::Asleep) => plan.actions.push(Action::PointRecord { ip: target_ip, ttl }),
         Seen::Unknown => plan.waiting_for = Some("the A record to be read"),
-    }
-    match &obs.service {
-        ServiceSeen::Known(s) if !s.daemon && s.desired != target_count => plan.actions.push(Action::ScaleService { desired: target_count }),
-        ServiceSeen::Unknown => plan.waiting_for = plan.waiting_for.or(Some("the ECS service to be read")),
-        ServiceSeen::Known(_) | ServiceSeen::NotConfigured | ServiceSeen::Missing => {}
     }
 }
 

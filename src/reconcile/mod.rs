@@ -59,6 +59,11 @@ fn conditions(leaf: &crate::config::LeafConfig, cache: &observe::Cache, report: 
         return;
     };
     report.cleared.push("asg_missing".into());
+    match (cache.zone_holds_domain(leaf), cache.zones.get(leaf.hosted_zone_id.as_str())) {
+        (Some(false), Some(zone)) => report.raised.push(Problem::zone_mismatch(leaf, zone)),
+        (Some(true), _) => report.cleared.push("zone_mismatch".into()),
+        _ => {}
+    }
     let unreachable = group
         .instances
         .iter()
@@ -89,7 +94,7 @@ fn view(leaf: &crate::config::LeafConfig, plan: &decide::Plan, group: Option<&cr
         verdict: plan.evaluation.as_ref().map(|e| e.verdict.name().to_owned()),
         idle_streak: plan.evaluation.as_ref().map(|e| e.idle_streak),
         activity_bytes_per_s: plan.evaluation.as_ref().and_then(crate::watchdog::Evaluation::latest),
-        threshold: *leaf.watchdog.threshold.get_ref(),
+        threshold: *leaf.watchdog.threshold.get(),
         last_decision: None,
         waiting_for: plan.waiting_for.map(str::to_owned),
         observed_at: Some(now),
@@ -122,13 +127,14 @@ impl Task for Reconciler {
                     service: self.cache.service(leaf),
                     traffic: self.cache.traffic.get(name).map(|c| &c.value),
                     stopped_tasks: &stopped_tasks,
+                    zone_holds_domain: self.cache.zone_holds_domain(leaf),
                 };
                 let plan = decide::decide(leaf, &obs, memory.leafs.get(name).unwrap_or(&LeafState::default()), now);
                 if let Some(waiting) = plan.waiting_for {
                     tracing::debug!(leaf = name, phase = ?plan.phase, waiting_for = waiting, "waiting");
                 }
                 if let Some(e) = &plan.evaluation {
-                    crate::events::watchdog_evaluated(name, *leaf.watchdog.threshold.get_ref(), e);
+                    crate::events::watchdog_evaluated(name, *leaf.watchdog.threshold.get(), e);
                 }
                 (i, plan)
             })

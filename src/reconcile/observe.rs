@@ -72,12 +72,21 @@ pub struct Cache {
     pub essential: HashMap<String, Vec<String>>,
     /// This pass's problem evidence per leaf (calls refused or succeeding).
     pub reports: HashMap<String, crate::problems::Report>,
+    /// Hosted zone names by zone id (immutable: read once per run).
+    pub zones: HashMap<String, String>,
 }
 
 impl Cache {
     /// The record of `leaf` as a decision input.
     pub fn record(&self, leaf: &str) -> Seen<Option<ARecord>> {
         self.records.get(leaf).map_or(Seen::Unknown, |c| Seen::Known(c.value.clone()))
+    }
+
+    /// Whether the leaf's hosted zone holds its domain; None until the zone was read.
+    pub fn zone_holds_domain(&self, leaf: &LeafConfig) -> Option<bool> {
+        let zone = self.zones.get(leaf.hosted_zone_id.as_str())?;
+        let domain = leaf.domain().as_str();
+        Some(domain == zone || domain.strip_suffix(zone.as_str()).is_some_and(|rest| rest.ends_with('.')))
     }
 
     /// The service of `leaf` as a decision input.
@@ -158,6 +167,7 @@ pub async fn observe(aws: &Aws, config: &Config, cache: &mut Cache, memory: &Sta
         cache.groups.insert(leaf.name().to_string(), Cached { value: groups.get(leaf.asg.as_str()).cloned(), at: now });
     }
     read_instances(aws, cache).await;
+    read_zones(aws, config, cache, selected).await;
     read_records(aws, config, cache, selected, now).await;
     read_services(aws, config, cache, selected, now).await;
     let running: Vec<&LeafConfig> = selected
@@ -178,7 +188,7 @@ fn traffic_due(cache: &Cache, leaf: &LeafConfig, memory: &LeafState, now: Timest
     let wd = &leaf.watchdog;
     let launched = cache.instances.get(&instance).and_then(|i| i.launched_at);
     let awake_since = memory.woke_at.max(launched);
-    if awake_since.is_none_or(|t| now.since(t) < wd.idle_after.get_ref().as_millis()) {
+    if awake_since.is_none_or(|t| now.since(t) < wd.idle_after.get().as_millis()) {
         return false; // not judged yet: asking CloudWatch would cost money for nothing
     }
     let p = wd.period.as_millis().max(1);
@@ -298,6 +308,24 @@ async fn read_instances(aws: &Aws, cache: &mut Cache) {
     match aws.ec2.describe(&wanted).await {
         Ok(found) => cache.instances.extend(found.into_iter().map(|i| (i.id.clone(), i))),
         Err(e) => tracing::warn!(error = %e, "could not read instance IPs; retrying next tick"),
+    }
+}
+
+/// Reads the names of hosted zones not known yet, a few per tick (with the record reads'
+/// budget: Route53 allows 5 requests per second per account).
+async fn read_zones(aws: &Aws, config: &Config, cache: &mut Cache, selected: &[usize]) {
+    let unknown: std::collections::BTreeSet<&str> = selected.iter().map(|&i| config.leafs[i].hosted_zone_id.as_str()).filter(|z| !cache.zones.contains_key(*z)).collect();
+    for zone in unknown.into_iter().take(READS_PER_TICK) {
+        let result = aws.route53.zone_name(zone).await;
+        for leaf in config.leafs.iter().filter(|l| l.hosted_zone_id.as_str() == zone) {
+            cache.reports.entry(leaf.name().to_string()).or_default().call(leaf, result.as_ref().map(drop), "route53", "GetHostedZone");
+        }
+        match result {
+            Ok(name) => {
+                cache.zones.insert(zone.to_owned(), name);
+            }
+            Err(e) => tracing::warn!(zone, error = %e, "could not read the hosted zone's name; retrying next tick"),
+        }
     }
 }
 

@@ -1,36 +1,47 @@
 //! The query-log tail: turns Route53 query-log lines into wake requests.
 //!
-//! CloudWatch Logs delivers lines late and out of order across streams, so a cursor on
-//! the newest timestamp would lose lines. Each poll instead re-reads a sliding window
-//! (`query_log_lookback`) and drops what it has already seen. Lines that woke a leaf are
-//! remembered in the state file, so a restart neither loses nor repeats a wake; after
-//! downtime the first read reaches back to where the last run stopped (at most
-//! [`MAX_CATCH_UP_MS`]). One FilterLogEvents call (plus pages) per log group per poll,
-//! whatever the number of leafs.
+//! Route53 logs every query that reaches a hosted zone, delivers the lines late (seconds,
+//! sometimes tens of seconds) and out of order across its edge streams, and a busy zone
+//! logs thousands of lines a second that concern no leaf. So each poll, per log group:
+//! a filtered **head** read of the newest part of the log finds wakes within a poll
+//! whatever the zone's other traffic, and an unfiltered **sweep** reads every line once
+//! after it can no longer change, as the safety net (see [`window`]). All reads share one
+//! budget of FilterLogEvents calls and back off with jitter when AWS throttles or fails
+//! (see [`budget`]). Lines that woke a leaf are remembered in the state file, so a
+//! restart neither loses nor repeats a wake; the sweep resumes where the last run
+//! stopped (at most [`window::MAX_CATCH_UP_MS`] back).
 
+pub mod budget;
+pub mod filter;
 pub mod parse;
+pub mod window;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokio::sync::watch;
+use tokio::time::Instant;
 
-use crate::aws::logs::{LogEvent, LogsApi};
+use crate::aws::logs::{LogsApi, PageRequest};
 use crate::aws::AwsError;
 use crate::clock::{self, Timestamp};
 use crate::config::Config;
 use crate::events;
-use crate::leaf::Announced;
-use crate::state::{State, StateStore};
+use crate::state::StateStore;
+use crate::status::{QueryLogView, Status};
 use crate::worker::{Activator, Task};
+use budget::{Backoff, Budget, Jitter};
+pub use window::{event_key, GroupTail, Pass, MAX_CATCH_UP_MS};
 
-/// How far back the first read after a restart may reach: queries older than this are
-/// from players who gave up long ago.
-pub const MAX_CATCH_UP_MS: i64 = 15 * 60 * 1000;
+/// Head pages one poll may read per group: a filtered head is one page; an unfiltered
+/// one that needs more is reported in `/status` and the sweep covers what it left.
+const HEAD_PAGES: usize = 3;
 
-/// `read_until` is persisted at most this often when nothing else changed, to spare
-/// the disk a write per poll.
-const READ_UNTIL_EVERY_MS: i64 = 30_000;
+/// Sweep pages one poll may read per group, so that a catch-up never delays the next head.
+const SWEEP_PAGES: usize = 4;
+
+/// After a poll that read this many lines, freed memory is handed back to the system.
+const TRIM_AFTER_LINES: usize = 2_000;
 
 /// The tail worker: one [`GroupTail`] per log group.
 pub struct Tail {
@@ -38,120 +49,40 @@ pub struct Tail {
     logs: LogsApi,
     store: Arc<StateStore>,
     reconcile: Activator,
+    status: Arc<Status>,
     lookback_ms: i64,
-    groups: Vec<GroupTail>,
+    groups: Vec<Group>,
+    budget: Budget,
+    jitter: Jitter,
+    /// Rotates which group goes first, so that a tight budget is shared fairly.
+    turn: usize,
 }
 
-/// What the tail knows of one log group.
-#[derive(Debug)]
-pub struct GroupTail {
-    /// Group name.
-    pub group: String,
-    /// Leaf domain -> leaf name, for the leafs logging to this group.
-    domains: HashMap<String, String>,
-    /// Every event seen in the window (relevant or not), so a malformed line is counted
-    /// once. In memory only: losing it on restart only recounts.
-    seen: HashMap<String, Timestamp>,
-    /// False until the first successful read of this run.
-    caught_up: bool,
-    /// Newest event time seen in this group: "now minus this" is the tail lag.
-    pub newest: Option<Timestamp>,
+/// One group's tail and the I/O-side bookkeeping around it.
+struct Group {
+    tail: GroupTail,
+    backoff: Backoff,
+    last_error: Option<String>,
+    head_truncated: bool,
+    rate_limited: u64,
+    outcome: Option<Result<(), AwsError>>,
 }
 
-/// What one batch of events did.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Ingested {
-    /// Events not seen before.
-    pub new: usize,
-    /// New events that did not parse.
-    pub malformed: usize,
-    /// Leafs that got a wake request, with whether they are asleep as far as we know.
-    pub woken: Vec<(String, bool)>,
-    /// The persisted state changed (and must be written).
-    pub changed: bool,
-}
-
-impl GroupTail {
-    /// A tail for `group` serving `domains` (domain -> leaf name).
-    pub fn new(group: String, domains: HashMap<String, String>) -> Self {
-        Self { group, domains, seen: HashMap::new(), caught_up: false, newest: None }
-    }
-
-    /// Where this poll's read starts.
-    pub fn window_start(&self, state: &State, now: Timestamp, lookback_ms: i64) -> Timestamp {
-        let sliding = now.minus_ms(lookback_ms);
-        if self.caught_up {
-            return sliding;
-        }
-        let resume = state.tail.get(&self.group).and_then(|t| t.read_until).map(|t| t.minus_ms(lookback_ms));
-        resume.map_or(sliding, |r| r.min(sliding)).max(now.minus_ms(MAX_CATCH_UP_MS))
-    }
-
-    /// Folds a batch of events read from `from` into `state`: new `A` queries for a
-    /// leaf's exact domain become wake requests; the rest is skipped.
-    pub fn ingest(&mut self, events: &[LogEvent], from: Timestamp, now: Timestamp, state: &mut State) -> Ingested {
-        let mut out = Ingested::default();
-        let tail = state.tail.entry(self.group.clone()).or_default();
-        for e in events {
-            self.newest = self.newest.max(Some(e.timestamp));
-            let key = event_key(e);
-            if self.seen.insert(key.clone(), e.timestamp).is_some() {
-                continue;
-            }
-            out.new += 1;
-            let q = match parse::parse(&e.message) {
-                Ok(q) => q,
-                Err(why) => {
-                    out.malformed += 1;
-                    events::malformed_line(&self.group, &e.stream, &e.message, &why);
-                    continue;
-                }
-            };
-            if q.qtype != "A" {
-                continue;
-            }
-            let Some(leaf) = self.domains.get(&q.name()) else { continue };
-            if tail.acted.insert(key, e.timestamp).is_some() {
-                continue; // acted on before a restart
-            }
-            let leaf_state = state.leafs.entry(leaf.clone()).or_default();
-            let asleep = !matches!(leaf_state.announced, Some(Announced::Up { .. }));
-            leaf_state.request_wake(q.at, q.edge);
-            events::query_seen(leaf, q.at, q.edge, now.since(q.at), asleep);
-            out.woken.push((leaf.clone(), asleep));
-        }
-        // Nothing older than the window start can come back; keep a minute of margin.
-        let horizon = from.minus_ms(60_000);
-        self.seen.retain(|_, t| *t >= horizon);
-        let tail = state.tail.entry(self.group.clone()).or_default();
-        let before = tail.acted.len();
-        tail.acted.retain(|_, t| *t >= horizon);
-        out.changed = !out.woken.is_empty() || tail.acted.len() != before;
-        if tail.read_until.is_none_or(|t| now.since(t) >= READ_UNTIL_EVERY_MS) || !out.woken.is_empty() {
-            tail.read_until = Some(now);
-            out.changed = true;
-        }
-        self.caught_up = true;
-        out
-    }
-}
-
-/// Identity of an event. Emulators number events per stream from 0, so the id alone
-/// is not unique; stream, id, time and a hash of the text together are.
-pub fn event_key(e: &LogEvent) -> String {
-    format!("{}/{}/{}/{:016x}", e.stream, e.id, e.timestamp.0, fnv1a(e.message.as_bytes()))
-}
-
-/// FNV-1a: stable across Rust versions, unlike `DefaultHasher`, so persisted keys stay valid.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+/// What one poll did, for the worker's summary.
+#[derive(Default)]
+struct Poll {
+    lines: usize,
+    wakes: usize,
+    activate: bool,
+    errors: Vec<String>,
 }
 
 impl Tail {
     /// A tail following `config` (and its replacements on reload).
-    pub fn new(mut config: watch::Receiver<Arc<Config>>, logs: LogsApi, store: Arc<StateStore>, reconcile: Activator) -> Self {
+    pub fn new(mut config: watch::Receiver<Arc<Config>>, logs: LogsApi, store: Arc<StateStore>, reconcile: Activator, status: Arc<Status>) -> Self {
         let current = Arc::clone(&config.borrow_and_update());
-        let mut tail = Self { config, logs, store, reconcile, lookback_ms: 0, groups: Vec::new() };
+        let budget = Budget::new(current.daemon.query_log_calls_per_second(), Instant::now());
+        let mut tail = Self { config, logs, store, reconcile, status, lookback_ms: 0, groups: Vec::new(), budget, jitter: Jitter::from_entropy(), turn: 0 };
         tail.follow(&current);
         tail
     }
@@ -161,36 +92,93 @@ impl Tail {
     fn follow(&mut self, config: &Config) {
         let mut by_group: HashMap<String, HashMap<String, String>> = HashMap::new();
         for leaf in &config.leafs {
-            by_group
-                .entry(leaf.log_group(&config.daemon).to_string())
-                .or_default()
-                .insert(leaf.domain().to_string(), leaf.name().to_string());
+            by_group.entry(leaf.log_group(&config.daemon).to_string()).or_default().insert(leaf.domain().to_string(), leaf.name().to_string());
         }
-        let mut old: HashMap<String, GroupTail> = self.groups.drain(..).map(|g| (g.group.clone(), g)).collect();
+        let mut old: HashMap<String, Group> = self.groups.drain(..).map(|g| (g.tail.group.clone(), g)).collect();
         self.groups = by_group
             .into_iter()
             .map(|(group, domains)| match old.remove(&group) {
                 Some(mut g) => {
-                    g.domains = domains;
+                    g.tail.set_domains(domains);
                     g
                 }
-                None => GroupTail::new(group, domains),
+                None => Group { tail: GroupTail::new(group, domains), backoff: Backoff::default(), last_error: None, head_truncated: false, rate_limited: 0, outcome: None },
             })
             .collect();
-        self.groups.sort_by(|a, b| a.group.cmp(&b.group));
+        self.groups.sort_by(|a, b| a.tail.group.cmp(&b.tail.group));
         self.lookback_ms = config.daemon.query_log_lookback.as_millis();
     }
-}
 
-impl Tail {
+    /// Reads the newest part of one group's log; false when the group must wait.
+    async fn head(&mut self, i: usize, now: Timestamp, poll: &mut Poll) -> bool {
+        let lookback = self.lookback_ms;
+        let g = &mut self.groups[i];
+        let from = now.minus_ms(g.tail.head_window_ms(lookback, now));
+        let mut token = None;
+        for page_no in 0..HEAD_PAGES {
+            if !self.budget.take(Instant::now()) {
+                g.rate_limited += 1;
+                events::tail_rate_limited(&g.tail.group, Pass::Head.name());
+                return page_no > 0;
+            }
+            let pattern = g.tail.pattern().map(str::to_owned);
+            let req = PageRequest { group: &g.tail.group, from, until: None, pattern: pattern.as_deref(), token };
+            let page = match self.logs.page(req).await {
+                Ok(page) => page,
+                Err(e) => {
+                    fail(g, e, &mut self.jitter, poll);
+                    return false;
+                }
+            };
+            fold(&self.store, g, Pass::Head, &page.events, from, now, poll);
+            token = page.next_token;
+            if token.is_none() {
+                g.tail.head_complete(from, now);
+                g.head_truncated = false;
+                return true;
+            }
+        }
+        g.head_truncated = true;
+        true
+    }
+
+    /// Continues one group's sweep within what the budget leaves after the heads.
+    async fn sweep(&mut self, i: usize, now: Timestamp, poll: &mut Poll) {
+        let lookback = self.lookback_ms;
+        #[allow(clippy::cast_precision_loss, reason = "a handful of groups")]
+        let reserve = self.groups.len() as f64;
+        for _ in 0..SWEEP_PAGES {
+            let g = &mut self.groups[i];
+            let chunk = self.store.read(|s| g.tail.sweep_chunk(s, now, lookback).cloned());
+            let Some(chunk) = chunk else { return };
+            if !self.budget.take_leaving(Instant::now(), reserve) {
+                return;
+            }
+            let req = PageRequest { group: &g.tail.group, from: chunk.from, until: Some(chunk.until), pattern: None, token: chunk.token.clone() };
+            let page = match self.logs.page(req).await {
+                Ok(page) => page,
+                Err(e) => {
+                    g.tail.sweep_failed();
+                    fail(g, e, &mut self.jitter, poll);
+                    return;
+                }
+            };
+            fold(&self.store, g, Pass::Sweep, &page.events, chunk.from, now, poll);
+            self.store.change(|s| {
+                let persist = g.tail.sweep_page_done(page.next_token, s, now);
+                ((), persist)
+            });
+        }
+    }
+
     /// A log group that does not exist (yet) or cannot be read is a problem of every
-    /// leaf logging to it: no DNS query will wake them. `outcomes` is keyed by log group,
-    /// so each leaf finds its group's outcome by lookup (one group may serve every leaf).
-    fn report(&self, outcomes: &HashMap<String, Result<(), AwsError>>, now: Timestamp) {
+    /// leaf logging to it: no DNS query will wake them.
+    fn report(&mut self, now: Timestamp) {
         let config = Arc::clone(&self.config.borrow());
         if config.daemon.dry_run {
             return;
         }
+        let outcomes: HashMap<&str, &Result<(), AwsError>> = self.groups.iter().filter_map(|g| Some((g.tail.group.as_str(), g.outcome.as_ref()?))).collect();
         for leaf in &config.leafs {
             let Some(result) = outcomes.get(leaf.log_group(&config.daemon).as_str()) else { continue };
             let mut report = crate::problems::Report::default();
@@ -198,6 +186,61 @@ impl Tail {
             crate::problems::update(&self.store, &config.daemon, leaf, report, now);
         }
     }
+
+    /// What `/status` shows of each group.
+    fn publish(&self, now: Timestamp) {
+        let views = self
+            .groups
+            .iter()
+            .map(|g| {
+                let swept = self.store.read(|s| g.tail.swept_until(s, now, self.lookback_ms));
+                let backoff_ms = g.backoff.until.map(|u| u.saturating_duration_since(Instant::now()).as_millis()).filter(|ms| *ms > 0);
+                QueryLogView {
+                    group: g.tail.group.clone(),
+                    head: if g.tail.pattern().is_some() { "filtered" } else { "unfiltered" }.to_owned(),
+                    filter_off: g.tail.filter_off.clone(),
+                    head_window_ms: g.tail.head_window_ms(self.lookback_ms, now),
+                    head_truncated: g.head_truncated,
+                    delivery_delay_ms: g.tail.delays.max(now),
+                    swept_until: swept,
+                    sweep_behind_ms: now.minus_ms(self.lookback_ms).since(swept).max(0),
+                    failures: g.backoff.failures,
+                    backoff_ms: backoff_ms.and_then(|ms| u64::try_from(ms).ok()),
+                    last_error: g.last_error.clone(),
+                    rate_limited_polls: g.rate_limited,
+                }
+            })
+            .collect();
+        self.status.set_query_log(views);
+    }
+}
+
+/// Folds a page into the state and the poll's tally.
+fn fold(store: &StateStore, g: &mut Group, pass: Pass, events: &[crate::aws::logs::LogEvent], from: Timestamp, now: Timestamp, poll: &mut Poll) {
+    let done = store.change(|s| {
+        let done = g.tail.fold(pass, events, from, now, s);
+        let changed = done.changed;
+        (done, changed)
+    });
+    events::query_log_read(&g.tail.group, pass.name(), done.events, g.tail.delays.max(now));
+    if done.found_by_sweep > 0 {
+        events::found_by_sweep(&g.tail.group, done.found_by_sweep);
+    }
+    g.backoff.succeeded();
+    g.last_error = None;
+    g.outcome = Some(Ok(()));
+    poll.lines += done.events;
+    poll.wakes += done.woken.len();
+    poll.activate |= done.woken.iter().any(|(_, asleep)| *asleep);
+}
+
+/// A read failed: back off (with jitter) and remember why.
+fn fail(g: &mut Group, e: AwsError, jitter: &mut Jitter, poll: &mut Poll) {
+    let wait = g.backoff.failed(Instant::now(), jitter);
+    events::tail_backoff(&g.tail.group, &e, wait, g.backoff.failures);
+    poll.errors.push(format!("{}: {e} (backing off)", g.tail.group));
+    g.last_error = Some(e.to_string());
+    g.outcome = Some(Err(e));
 }
 
 impl Task for Tail {
@@ -211,38 +254,35 @@ impl Task for Tail {
             self.follow(&config);
         }
         let now = clock::now();
-        let (mut new, mut wakes, mut errors) = (0, 0, Vec::new());
-        let mut activate = false;
-        let mut outcomes: HashMap<String, Result<(), AwsError>> = HashMap::new();
-        for g in &mut self.groups {
-            let from = self.store.read(|s| g.window_start(s, now, self.lookback_ms));
-            let result = self.logs.events_since(&g.group, from).await;
-            outcomes.insert(g.group.clone(), result.as_ref().map(drop).map_err(Clone::clone));
-            match result {
-                Ok(read) => {
-                    if read.truncated {
-                        errors.push(format!("{}: more than one poll can read in the look-back window; lines may be missed (shorten query_log_lookback)", g.group));
-                    }
-                    let done = self.store.change(|s| {
-                        let done = g.ingest(&read.events, from, now, s);
-                        let changed = done.changed;
-                        (done, changed)
-                    });
-                    events::tail_polled(&g.group, g.newest, now);
-                    new += done.new;
-                    wakes += done.woken.len();
-                    activate |= done.woken.iter().any(|(_, asleep)| *asleep);
-                }
-                Err(e) => errors.push(format!("{}: {e}", g.group)),
+        let mut poll = Poll::default();
+        let n = self.groups.len();
+        self.turn = self.turn.wrapping_add(1);
+        for k in 0..n {
+            let i = (self.turn + k) % n.max(1);
+            self.groups[i].outcome = None;
+            if self.groups[i].backoff.waiting(Instant::now()) {
+                let g = &self.groups[i];
+                poll.errors.push(format!("{}: {} (backing off)", g.tail.group, g.last_error.as_deref().unwrap_or("failed")));
+                continue;
             }
+            if self.head(i, now, &mut poll).await {
+                self.sweep(i, now, &mut poll).await;
+            }
+            let g = &self.groups[i];
+            events::tail_polled(&g.tail.group, g.tail.newest, now);
+            self.store.change(|s| ((), g.tail.prune(s, now, self.lookback_ms)));
         }
-        self.report(&outcomes, now);
+        if poll.lines >= TRIM_AFTER_LINES {
+            crate::host::release_freed_memory();
+        }
+        self.report(now);
+        self.publish(now);
         // Persist before anyone acts on the wake, so a crash cannot lose it.
         self.store.save().await.map_err(|e| e.to_string())?;
-        if activate {
+        if poll.activate {
             self.reconcile.activate();
         }
-        if errors.is_empty() { Ok(format!("{new} new lines, {wakes} wake requests")) } else { Err(errors.join("; ")) }
+        if poll.errors.is_empty() { Ok(format!("{} lines read, {} wake requests", poll.lines, poll.wakes)) } else { Err(poll.errors.join("; ")) }
     }
 }
 

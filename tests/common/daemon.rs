@@ -23,9 +23,24 @@ impl Daemon {
 
     /// Starts `containerd --config <config> <args>` with extra environment variables.
     pub fn start_with(config: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
-        // The benchmark runs the release binary when CM_BENCH_BIN names it.
-        let bin = std::env::var("CM_BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_containerd").to_owned());
-        let mut child = Command::new(bin)
+        Self::spawn(Command::new(Self::bin()), config, args, env)
+    }
+
+    /// Starts the daemon with an open-file limit of `nofile` (soft and hard), as a
+    /// tightly configured host would run it.
+    pub fn start_with_nofile(config: &Path, env: &[(&str, &str)], nofile: u32) -> Self {
+        let mut wrapper = Command::new("bash");
+        wrapper.args(["-c", &format!("ulimit -n {nofile} && exec \"$0\" \"$@\""), &Self::bin()]);
+        Self::spawn(wrapper, config, &[], env)
+    }
+
+    /// The binary under test: the release build when the benchmark names it.
+    fn bin() -> String {
+        std::env::var("CM_BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_containerd").to_owned())
+    }
+
+    fn spawn(mut command: Command, config: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut child = command
             .arg("--config")
             .arg(config)
             .args(args)
@@ -88,6 +103,36 @@ impl Daemon {
             container_manager::control::request(self.http_addr(), "GET", path, None).await.ok()
         })
         .await
+    }
+
+    /// `/status` as JSON.
+    pub async fn status(&self) -> serde_json::Value {
+        let (_, body) = self.get("/status").await;
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("/status is not JSON ({e}): {body}"))
+    }
+
+    /// Sum of the `/metrics` series named `name` whose labels contain every fragment of
+    /// `labels` (e.g. `group="/aws/..."`); 0 when there is none.
+    pub async fn metric(&self, name: &str, labels: &[&str]) -> f64 {
+        let (_, text) = self.get("/metrics").await;
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.rsplit_once(' '))
+            .filter(|(series, _)| series.split('{').next() == Some(name) && labels.iter().all(|f| series.contains(f)))
+            .filter_map(|(_, v)| v.parse::<f64>().ok())
+            .fold(0.0, |a, b| a + b)
+    }
+
+    /// Waits until both loops have completed `n` more passes: the daemon has looked again,
+    /// so "nothing happened" can be checked without a fixed sleep.
+    pub async fn passes(&self, n: u64) {
+        let iterations = |s: &serde_json::Value| (s["workers"]["tail"]["iteration"].as_u64().unwrap_or(0), s["workers"]["reconcile"]["iteration"].as_u64().unwrap_or(0));
+        let (tail, reconcile) = iterations(&self.status().await);
+        super::eventually(&format!("{n} more passes of both loops"), Duration::from_secs(60), || async {
+            let (t, r) = iterations(&self.status().await);
+            (t >= tail + n && r >= reconcile + n).then_some(())
+        })
+        .await;
     }
 
     /// Runs the CLI (`containerd --config <config> <args>`): (exit code, stdout, stderr).

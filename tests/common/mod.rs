@@ -6,6 +6,7 @@
 
 #![allow(dead_code, unused_imports, reason = "each test binary uses a different part of the harness")]
 
+pub mod busy;
 pub mod daemon;
 pub mod proxy;
 pub mod world;
@@ -87,3 +88,30 @@ where
     None
 }
 
+
+/// A small xorshift generator: no dependency, and a printed seed replays a run.
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from `seed` (any value).
+    pub fn new(seed: u64) -> Self {
+        Self(seed | 1)
+    }
+
+    /// A number in [0, 1).
+    pub fn next(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        #[allow(clippy::cast_precision_loss)]
+        let x = (self.0 >> 11) as f64 / (1u64 << 53) as f64;
+        x
+    }
+
+    /// A number in [0, n).
+    pub fn below(&mut self, n: u64) -> u64 {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+        let k = (self.next() * n as f64) as u64;
+        k.min(n.saturating_sub(1))
+    }
+}

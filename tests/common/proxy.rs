@@ -23,6 +23,8 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 
+use super::Rng;
+
 /// What to do to requests, chosen at random per request.
 #[derive(Debug, Clone, Default)]
 pub struct Faults {
@@ -38,6 +40,8 @@ pub struct Faults {
     pub outage: bool,
     /// Requests whose service, operation and body or path match are denied.
     pub deny: Vec<Deny>,
+    /// Operations that are always throttled (`FilterLogEvents`, say).
+    pub throttle_operations: Vec<String>,
 }
 
 impl Faults {
@@ -93,6 +97,8 @@ pub struct Call {
     pub operation: String,
     /// The request's path and body, for matching resources.
     pub text: String,
+    /// Bytes of the response body the daemon got (0 for injected faults).
+    pub response_bytes: usize,
 }
 
 /// A running proxy.
@@ -113,20 +119,6 @@ impl Drop for Proxy {
     }
 }
 
-/// A small xorshift generator: no dependency, and the seed is printed for replays.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> f64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        #[allow(clippy::cast_precision_loss)]
-        let x = (self.0 >> 11) as f64 / (1u64 << 53) as f64;
-        x
-    }
-}
-
 impl Proxy {
     /// Starts a proxy to `upstream` (`http://127.0.0.1:PORT`) with no faults.
     pub async fn start(upstream: &str) -> Self {
@@ -136,7 +128,7 @@ impl Proxy {
         let stats = Arc::new(Stats::default());
         let seed = std::env::var("CM_FAULT_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| super::now_ms() as u64 | 1);
         println!("fault proxy {url} -> {upstream} (CM_FAULT_SEED={seed})");
-        let rng = Arc::new(Mutex::new(Rng(seed)));
+        let rng = Arc::new(Mutex::new(Rng::new(seed)));
         let upstream = upstream.trim_start_matches("http://").to_owned();
         let calls: Arc<Mutex<Vec<Call>>> = Arc::default();
         let (f, s, c) = (Arc::clone(&faults), Arc::clone(&stats), Arc::clone(&calls));
@@ -183,20 +175,29 @@ async fn handle(req: Request<Incoming>, faults: &Mutex<Faults>, stats: &Stats, r
     let protocol = Protocol::of(&service, &parts.headers);
     let faults = faults.lock().unwrap().clone();
     let text = format!("{} {}", parts.uri, String::from_utf8_lossy(&body));
-    calls.lock().unwrap().push(Call { at_ms, service: service.clone(), operation: operation(&parts, &body), text: text.clone() });
+    let op = operation(&parts, &body);
+    let record = |response_bytes: usize| calls.lock().unwrap().push(Call { at_ms, service: service.clone(), operation: op.clone(), text: text.clone(), response_bytes });
     if faults.deny.iter().any(|d| d.service == service && d.contains.iter().all(|c| text.contains(c.as_str()))) {
         stats.denied.fetch_add(1, Ordering::Relaxed);
+        record(0);
         return protocol.error(ErrorCase::Denied);
+    }
+    if faults.throttle_operations.contains(&op) {
+        stats.throttled.fetch_add(1, Ordering::Relaxed);
+        record(0);
+        return protocol.error(ErrorCase::Throttle);
     }
     let roll = rng.lock().unwrap().next();
     let mut edge = faults.server_error;
     if roll < edge {
         stats.server_errors.fetch_add(1, Ordering::Relaxed);
+        record(0);
         return protocol.error(ErrorCase::Server);
     }
     edge += faults.throttle;
     if roll < edge {
         stats.throttled.fetch_add(1, Ordering::Relaxed);
+        record(0);
         return protocol.error(ErrorCase::Throttle);
     }
     edge += faults.delay.0;
@@ -210,10 +211,17 @@ async fn handle(req: Request<Incoming>, faults: &Mutex<Faults>, stats: &Stats, r
             stats.cut.fetch_add(1, Ordering::Relaxed);
             let (parts, bytes) = resp.into_parts();
             let half = bytes.slice(..bytes.len() / 2);
+            record(half.len());
             Response::from_parts(parts, ProxyBody::Cut(Some(half)))
         }
-        Ok(resp) => resp.map(|b| ProxyBody::Full(Full::new(b))),
-        Err(e) => protocol.error_text(502, &format!("proxy could not reach the emulator: {e}")),
+        Ok(resp) => {
+            record(resp.body().len());
+            resp.map(|b| ProxyBody::Full(Full::new(b)))
+        }
+        Err(e) => {
+            record(0);
+            protocol.error_text(502, &format!("proxy could not reach the emulator: {e}"))
+        }
     }
 }
 

@@ -238,11 +238,14 @@ impl World {
     /// Like [`World::config`], with `leaf_extra` appended to each leaf's
     /// `[leaf.watchdog]` (which may open further tables such as `[leaf.crash_loop]`).
     pub fn config_with(&self, leafs: &[&Leaf], extra: &str, leaf_extra: &str) -> PathBuf {
-        let mut text = format!(
-            "[daemon]\nregion = \"{REGION}\"\npoll_interval = \"500ms\"\nreconcile_interval = \"1s\"\nstate_file = \"{}\"\nlisten = \"127.0.0.1:{}\"\n{extra}\n",
-            self.dir.join("state.json").display(),
-            super::free_port()
-        );
+        // Fast test intervals and a budget above the default; `extra` may set its own.
+        let mut text = String::from("[daemon]\n");
+        for (key, fast) in [("poll_interval", "\"500ms\""), ("reconcile_interval", "\"1s\""), ("query_log_calls_per_second", "10")] {
+            if !extra.contains(key) {
+                text.push_str(&format!("{key} = {fast}\n"));
+            }
+        }
+        text.push_str(&format!("region = \"{REGION}\"\nstate_file = \"{}\"\nlisten = \"127.0.0.1:{}\"\n{extra}\n", self.dir.join("state.json").display(), super::free_port()));
         for l in leafs {
             text.push_str(&format!(
                 "\n[[leaf]]\nname = \"{}\"\ndomain = \"{}\"\nhosted_zone_id = \"{}\"\nasg = \"{}\"\nquery_log_group = \"{}\"\nalert_topic_arn = \"{}\"\n",

@@ -33,6 +33,7 @@ struct World {
     service: Option<Service>,
     traffic: Option<Traffic>,
     tasks: Vec<StoppedTask>,
+    zone_holds_domain: Option<bool>,
     state: LeafState,
     alerts: Vec<String>,
     now: Timestamp,
@@ -47,6 +48,7 @@ impl World {
             service: ecs.map(|daemon| Service { name: "mc".into(), daemon, desired: 0 }),
             traffic: None,
             tasks: vec![],
+            zone_holds_domain: Some(true),
             state: LeafState { announced: Some(Announced::Down), ..LeafState::default() },
             alerts: vec![],
             now: Timestamp(1_000_000),
@@ -69,6 +71,7 @@ impl World {
             service: self.service.clone().map_or(ServiceSeen::NotConfigured, ServiceSeen::Known),
             traffic: self.traffic.as_ref(),
             stopped_tasks: &self.tasks,
+            zone_holds_domain: self.zone_holds_domain,
         }
     }
 
@@ -579,4 +582,18 @@ fn a_stop_is_decided_once_per_instance_even_if_the_asg_stays_up() {
     }
     w.at_minute(15, 0.0);
     assert!(!w.decide(&leaf).actions.iter().any(|a| matches!(a, Action::Sleep(_))));
+}
+
+#[test]
+fn regression_a_leaf_whose_zone_does_not_hold_its_domain_is_not_woken() {
+    let leaf = leaf(false);
+    let mut w = World::asleep(None);
+    w.zone_holds_domain = Some(false);
+    w.state.request_wake(Timestamp(500), "FRA6");
+    let plan = w.decide(&leaf);
+    assert!(!plan.actions.iter().any(|a| matches!(a, Action::Wake(_))), "{plan:?}");
+    assert!(plan.actions.iter().any(|a| matches!(a, Action::DropWake { notable: true, why, .. } if why.contains("hosted zone"))), "{plan:?}");
+    w.zone_holds_domain = None;
+    w.state.request_wake(Timestamp(600), "FRA6");
+    assert!(w.decide(&leaf).actions.iter().any(|a| matches!(a, Action::Wake(_))), "a zone not read yet does not hold a wake back");
 }
