@@ -40,7 +40,9 @@ const HEAD_PAGES: usize = 3;
 /// Sweep pages one poll may read per group, so that a catch-up never delays the next head.
 const SWEEP_PAGES: usize = 4;
 
-/// After a poll that read this many lines, freed memory is handed back to the system.
+/// After a poll that read this many lines, and on the first quiet poll after such
+/// polls, freed memory is handed back to the system (a burst's pages would otherwise
+/// stay resident in the allocator's free lists).
 const TRIM_AFTER_LINES: usize = 2_000;
 
 /// The tail worker: one [`GroupTail`] per log group.
@@ -56,6 +58,8 @@ pub struct Tail {
     jitter: Jitter,
     /// Rotates which group goes first, so that a tight budget is shared fairly.
     turn: usize,
+    /// The last poll read at least [`TRIM_AFTER_LINES`] lines.
+    busy: bool,
 }
 
 /// One group's tail and the I/O-side bookkeeping around it.
@@ -82,7 +86,7 @@ impl Tail {
     pub fn new(mut config: watch::Receiver<Arc<Config>>, logs: LogsApi, store: Arc<StateStore>, reconcile: Activator, status: Arc<Status>) -> Self {
         let current = Arc::clone(&config.borrow_and_update());
         let budget = Budget::new(current.daemon.query_log_calls_per_second(), Instant::now());
-        let mut tail = Self { config, logs, store, reconcile, status, lookback_ms: 0, groups: Vec::new(), budget, jitter: Jitter::from_entropy(), turn: 0 };
+        let mut tail = Self { config, logs, store, reconcile, status, lookback_ms: 0, groups: Vec::new(), budget, jitter: Jitter::from_entropy(), turn: 0, busy: false };
         tail.follow(&current);
         tail
     }
@@ -272,7 +276,9 @@ impl Task for Tail {
             events::tail_polled(&g.tail.group, g.tail.newest, now);
             self.store.change(|s| ((), g.tail.prune(s, now, self.lookback_ms)));
         }
-        if poll.lines >= TRIM_AFTER_LINES {
+        let busy = poll.lines >= TRIM_AFTER_LINES;
+        let was_busy = std::mem::replace(&mut self.busy, busy);
+        if busy || was_busy {
             crate::host::release_freed_memory();
         }
         self.report(now);
