@@ -5,6 +5,7 @@
 //! the daemon writes next to its state file, readable only by the daemon's user and
 //! root (mode 0600): whoever can read it could also edit the state file.
 
+use std::fmt::Write as _;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt;
@@ -32,14 +33,17 @@ pub fn ensure_token(path: &Path) -> std::io::Result<String> {
         Ok(None) => {}
         Err(why) => {
             let stamp = crate::clock::now().0;
-            let aside = (0..).map(|n| path.with_extension(format!("token.refused-{stamp}-{n}"))).find(|p| !p.exists()).expect("some name is free");
+            let aside = (0..1_000).map(|n| path.with_extension(format!("token.refused-{stamp}-{n}"))).find(|p| !p.exists()).unwrap_or_else(|| path.with_extension(format!("token.refused-{stamp}")));
             std::fs::rename(path, &aside)?;
             tracing::error!(path = %path.display(), moved_to = %aside.display(), why, "control token refused; writing a new one (the CLI reads it from the same place)");
         }
     }
     let mut random = [0u8; 32];
     std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut random)?;
-    let token: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    let token: String = random.iter().fold(String::with_capacity(64), |mut hex, b| {
+        let _ = write!(hex, "{b:02x}");
+        hex
+    });
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
     let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
@@ -131,6 +135,8 @@ pub async fn request(addr: SocketAddr, method: &str, path: &str, token: Option<&
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     #[test]
@@ -142,7 +148,6 @@ mod tests {
         let token = ensure_token(&path).unwrap();
         assert_eq!(token.len(), 64);
         assert_eq!(ensure_token(&path).unwrap(), token, "kept across restarts");
-        use std::os::unix::fs::PermissionsExt;
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         assert!(authorized(Some(&format!("Bearer {token}")), &token));
         assert!(!authorized(Some(&format!("Bearer {}x", &token[..63])), &token));

@@ -6,10 +6,9 @@
 //! quarantine it for `cooldown`: DNS queries do not wake it, unlike the original, which
 //! restarts the crashing container on the next query, forever.
 
-use serde::{Deserialize, Serialize};
-
 use crate::clock::Timestamp;
 use crate::config::CrashLoopConfig;
+use crate::state::Failure;
 
 /// How a container of a stopped task ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,29 +36,6 @@ pub struct StoppedTask {
     pub stopped_at: Option<Timestamp>,
     /// Its containers.
     pub containers: Vec<ContainerExit>,
-}
-
-/// One counted failure, persisted so each task counts once across restarts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Failure {
-    /// Task id (the last part of the ARN).
-    pub task: String,
-    /// Stop code.
-    pub stop_code: String,
-    /// The failing essential container's exit code.
-    pub exit_code: Option<i32>,
-    /// Why, as ECS put it.
-    pub reason: String,
-    /// When the task stopped.
-    pub at: Timestamp,
-}
-
-impl Failure {
-    /// "task abc stopped (EssentialContainerExited, exit code 1): Essential container exited".
-    pub fn describe(&self) -> String {
-        let exit = self.exit_code.map_or_else(|| "no exit code".to_owned(), |c| format!("exit code {c}"));
-        format!("task {} stopped at {} ({}, {exit}): {}", self.task, self.at, self.stop_code, self.reason)
-    }
 }
 
 /// The failure `task` represents, if it is one. `now` stands in for a missing stop time.

@@ -11,15 +11,16 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::alerts;
+use crate::alerts::{self, outbox::Outbox};
 use crate::aws::Aws;
+use crate::clock::Timeline;
 use crate::config::Config;
 use crate::http::{self, Http};
 use crate::notify::Notifier;
 use crate::reconcile::{Reconciler, Shared};
 use crate::state::{StateError, StateStore};
-use crate::status::Status;
-use crate::tail::Tail;
+use crate::status::{Status, Workers};
+use crate::tail::{self, Tail};
 use crate::worker::{self, Activator, WorkerStatus};
 
 /// Why the daemon could not run.
@@ -38,10 +39,18 @@ pub enum DaemonError {
     },
 }
 
+impl DaemonError {
+    /// True when the operator must act before the daemon can start: exit 2.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, Self::State(e) if e.is_refusal())
+    }
+}
+
 /// Runs the daemon for the config at `path` (already loaded as `config`) until `cancel`
 /// fires, then lets every worker finish its current activation and saves the state.
 pub async fn run(path: PathBuf, config: Config, cancel: CancellationToken) -> Result<(), DaemonError> {
     let notifier = Notifier::from_env();
+    let timeline = Arc::new(Timeline::system());
     let store = Arc::new(StateStore::open(&config.daemon.state_file)?);
     alerts::recover(&store);
     let token_path = crate::control::token_path(&config.daemon);
@@ -74,29 +83,57 @@ pub async fn run(path: PathBuf, config: Config, cancel: CancellationToken) -> Re
     let intervals = (config.daemon.poll_interval.0, config.daemon.reconcile_interval.0);
     let (config_tx, config_rx) = watch::channel(Arc::new(config));
     let tracker = TaskTracker::new();
-    let reconcile_now = Activator::default();
-    let (tail_status, tail_rx) = watch::channel(WorkerStatus::default());
-    let (reconcile_status, reconcile_rx) = watch::channel(WorkerStatus::default());
+    let (reconcile_now, outbox_now) = (Activator::default(), Activator::default());
+    let (tail_status, tail) = watch::channel(WorkerStatus::default());
+    let (reconcile_status, reconcile) = watch::channel(WorkerStatus::default());
+    let (outbox_status, outbox) = watch::channel(WorkerStatus::default());
     let stall_after = (intervals.0.max(intervals.1) * 3).max(Duration::from_secs(60));
-    let status = Arc::new(Status::new(tail_rx, reconcile_rx, stall_after));
+    let status = Arc::new(Status::new(Workers { tail, reconcile, outbox }, stall_after));
 
-    let tail = Tail::new(config_rx.clone(), aws.logs.clone(), Arc::clone(&store), reconcile_now.clone(), Arc::clone(&status));
-    tracker.spawn(worker::run(tail, intervals.0, Activator::default(), cancel.clone(), tail_status));
-    let shared = Shared { config: config_rx.clone(), aws, store: Arc::clone(&store), status: Arc::clone(&status), again: reconcile_now.clone() };
+    let links = tail::Links {
+        config: config_rx.clone(),
+        logs: aws.logs.clone(),
+        store: Arc::clone(&store),
+        reconcile: reconcile_now.clone(),
+        outbox: outbox_now.clone(),
+        status: Arc::clone(&status),
+        timeline: Arc::clone(&timeline),
+    };
+    tracker.spawn(worker::run(Tail::new(links), intervals.0, Activator::default(), cancel.clone(), tail_status));
+    let outbox = Outbox::new(Arc::clone(&store), aws.sns.clone(), config_rx.clone(), cancel.clone());
+    tracker.spawn(worker::run(outbox, intervals.1, outbox_now.clone(), cancel.clone(), outbox_status));
+    let shared = Shared {
+        config: config_rx.clone(),
+        aws,
+        store: Arc::clone(&store),
+        status: Arc::clone(&status),
+        again: reconcile_now.clone(),
+        outbox: outbox_now.clone(),
+        timeline: Arc::clone(&timeline),
+    };
     tracker.spawn(worker::run(Reconciler::new(shared), intervals.1, reconcile_now.clone(), cancel.clone(), reconcile_status));
-    let http = Arc::new(Http { status: Arc::clone(&status), store: Arc::clone(&store), reconcile: reconcile_now.clone(), token, config: config_rx });
+    let http = Arc::new(Http { status: Arc::clone(&status), store: Arc::clone(&store), reconcile: reconcile_now.clone(), token, config: config_rx, timeline: Arc::clone(&timeline) });
     tracker.spawn(http::serve(listener, http, http_connections, cancel.clone()));
-    let reload = Reload { path, tx: config_tx, store: Arc::clone(&store), status: Arc::clone(&status), reconcile: reconcile_now };
+    let reload = Reload { path, tx: config_tx, store: Arc::clone(&store), status: Arc::clone(&status), reconcile: reconcile_now, outbox: outbox_now, timeline };
     tracker.spawn(reload.on_sighup(cancel.clone()));
     tracker.spawn(feed_systemd(notifier, Arc::clone(&status), cancel.clone()));
     tracker.close();
 
     cancel.cancelled().await;
-    tracker.wait().await;
+    // Every worker finishes the call it is in (each has a timeout) and stops; the outbox
+    // stops between deliveries. Past the deadline whatever still runs is abandoned: the
+    // state is saved anyway, and what was queued goes out after the next start.
+    if tokio::time::timeout(SHUTDOWN_DEADLINE, tracker.wait()).await.is_err() {
+        tracing::warn!(deadline_s = SHUTDOWN_DEADLINE.as_secs(), "workers did not stop in time; saving the state without them");
+    }
     store.save().await?;
-    tracing::info!("stopped; state saved");
+    tracing::info!(queued_alerts = store.read(|s| s.outbox.len()), "stopped; state saved");
     Ok(())
 }
+
+/// How long a SIGTERM waits for the workers, well inside the unit's `TimeoutStopSec`
+/// (30 s) so that the state is always saved before systemd would kill the process.
+pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(20);
 
 /// What a SIGHUP needs: the file, the channel that hands the new config to the workers,
 /// and the state and status to tell which removed leafs are still running.
@@ -106,6 +143,8 @@ struct Reload {
     store: Arc<StateStore>,
     status: Arc<Status>,
     reconcile: Activator,
+    outbox: Activator,
+    timeline: Arc<Timeline>,
 }
 
 impl Reload {
@@ -164,13 +203,14 @@ impl Reload {
     fn left_running(&self, old: &Config, leaf: &crate::config::LeafConfig) {
         let name = leaf.name().as_str();
         let phase = self.status.leafs().get(name).map(|v| v.phase.clone());
-        let announced_up = self.store.read(|s| s.leafs.get(name).is_some_and(|l| matches!(l.announced, Some(crate::leaf::Announced::Up { .. }))));
+        let announced_up = self.store.read(|s| s.leafs.get(name).is_some_and(|l| matches!(l.announced, Some(crate::state::Announced::Up { .. }))));
         let running = announced_up || phase.as_deref().is_some_and(|p| matches!(p, "up" | "waking" | "stopping"));
         if !running {
             return;
         }
         tracing::warn!(leaf = name, phase = phase.as_deref().unwrap_or("unknown"), "a leaf removed from the config is still running: the daemon no longer watches or stops it");
-        crate::alerts::enqueue(&self.store, &old.daemon, leaf, crate::alerts::unmanaged(leaf, crate::clock::now()));
+        crate::alerts::enqueue(&self.store, &old.daemon, leaf, crate::alerts::texts::unmanaged(leaf, self.timeline.now()));
+        self.outbox.activate();
     }
 }
 
@@ -179,8 +219,10 @@ impl Reload {
 async fn feed_systemd(notifier: Notifier, status: Arc<Status>, cancel: CancellationToken) {
     let every = Notifier::watchdog_usec().map_or(Duration::from_secs(5), |us| Duration::from_micros(us / 2).max(Duration::from_millis(100)));
     let mut ticks = tokio::time::interval(every.min(Duration::from_secs(5)));
-    let mut passes = status.reconcile.clone();
-    let mut ready = false;
+    // After a pause (SIGSTOP, a suspended VM) one tick, not a burst of them.
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut passes = status.workers.reconcile.clone();
+    let (mut ready, mut last_stall_log): (bool, Option<std::time::Instant>) = (false, None);
     loop {
         tokio::select! {
             () = cancel.cancelled() => break,
@@ -196,7 +238,13 @@ async fn feed_systemd(notifier: Notifier, status: Arc<Status>, cancel: Cancellat
         }
         match status.stalled() {
             None => message.push_str("\nWATCHDOG=1"),
-            Some(why) => tracing::error!(why, "a loop is stuck: not feeding the systemd watchdog"),
+            Some(why) => {
+                // Said once, then once a minute while it lasts.
+                if last_stall_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                    last_stall_log = Some(std::time::Instant::now());
+                    tracing::error!(why, "a loop is stuck: not feeding the systemd watchdog");
+                }
+            }
         }
         notifier.send(&message);
     }

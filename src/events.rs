@@ -6,22 +6,6 @@ use std::time::Duration;
 use crate::aws::AwsError;
 use crate::metrics::count;
 
-/// An AWS call finished (any service).
-pub fn aws_call(service: &'static str, operation: &'static str, elapsed: Duration, error: Option<&AwsError>) {
-    let outcome = error.map_or("ok", |e| match e.kind {
-        crate::aws::ErrorKind::Transient => "transient",
-        crate::aws::ErrorKind::Throttled => "throttled",
-        crate::aws::ErrorKind::Denied => "denied",
-        crate::aws::ErrorKind::NotFound => "not_found",
-        crate::aws::ErrorKind::Invalid => "invalid",
-    });
-    count("cm_aws_calls_total", "AWS API calls by service, operation and outcome", &[("service", service), ("operation", operation), ("outcome", outcome)], 1);
-    match error {
-        None => tracing::trace!(service, operation, ms = elapsed.as_millis() as u64, "aws call"),
-        Some(e) => tracing::debug!(service, operation, ms = elapsed.as_millis() as u64, error = %e, "aws call failed"),
-    }
-}
-
 /// True at most once per `every` for `key`: noisy warnings (one per bad line of a busy
 /// log) are logged now and then, while their counters count every one.
 fn now_and_then(key: &str, every: Duration) -> bool {
@@ -87,8 +71,8 @@ pub fn tail_rate_limited(group: &str, pass: &'static str) {
 
 /// A read failed; the group's reads wait (doubling, with jitter).
 pub fn tail_backoff(group: &str, error: &AwsError, wait: Duration, failures: u32) {
-    count("cm_tail_backoffs_total", "Query-log reads that failed and made the group back off", &[("group", group), ("kind", &error.kind.to_string())], 1);
-    tracing::warn!(group, error = %error, wait_ms = wait.as_millis() as u64, failures, "query-log read failed; backing off");
+    count("cm_tail_backoffs_total", "Query-log reads that failed and made the group back off", &[("group", group), ("kind", error.kind.label())], 1);
+    tracing::warn!(group, error = %error, wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX), failures, "query-log read failed; backing off");
 }
 
 /// A DNS query for a leaf's domain was seen for the first time.
@@ -120,13 +104,23 @@ pub fn action_failed(leaf: &str, kind: &'static str, error: &AwsError) {
 /// An alert was decided and queued for publishing.
 pub fn alert_queued(leaf: &str, kind: &str, subject: &str) {
     count("cm_alerts_total", "Alerts decided, by leaf and kind", &[("leaf", leaf), ("kind", kind)], 1);
-    tracing::info!(leaf, alert = kind, subject, "alert");
+    if kind != "problem" || now_and_then("problem alerts", Duration::from_secs(10)) {
+        tracing::info!(leaf, alert = kind, subject, "alert");
+    }
 }
 
 /// An alert could not be published to a topic and will not be retried.
 pub fn alert_dropped(alert_id: &str, topic: &str, why: &str) {
     count("cm_alerts_dropped_total", "Alert deliveries given up", &[("topic", topic)], 1);
-    tracing::error!(alert_id, topic, why, "alert not delivered");
+    if now_and_then(&format!("alert dropped {topic}"), Duration::from_secs(10)) {
+        tracing::error!(alert_id, topic, why, "alert not delivered (cm_alerts_dropped_total counts them all)");
+    }
+}
+
+/// The outbox after a round of publishing.
+pub fn outbox_size(queued: usize) {
+    #[allow(clippy::cast_precision_loss, reason = "the outbox holds at most a thousand alerts")]
+    crate::metrics::gauge("cm_outbox_alerts", "Alerts waiting to be published", &[], queued as f64);
 }
 
 /// A stopped task counted as a failure by the crash-loop breaker.
@@ -177,13 +171,21 @@ pub fn config_reloaded(path: &std::path::Path, leafs: usize, added: &[&String], 
 pub fn problem_raised(leaf: &str, key: &str, text: &str) {
     count("cm_problems_total", "Problems raised (alerted once each)", &[("leaf", leaf), ("problem", key)], 1);
     crate::metrics::gauge("cm_leaf_problem", "1 while the problem is open", &[("leaf", leaf), ("problem", key)], 1.0);
-    tracing::error!(leaf, problem = key, "{text}");
+    if now_and_then(&format!("problem {key}"), Duration::from_secs(10)) {
+        tracing::error!(leaf, problem = key, "{text} (cm_leaf_problem lists every leaf with it)");
+    }
 }
 
 /// A problem is fixed.
 pub fn problem_cleared(leaf: &str, key: &str) {
     crate::metrics::gauge("cm_leaf_problem", "1 while the problem is open", &[("leaf", leaf), ("problem", key)], 0.0);
     tracing::info!(leaf, problem = key, "problem resolved");
+}
+
+/// An alert was delivered to a topic.
+pub fn alert_published(alert_id: &str, topic: &str) {
+    count("cm_alerts_published_total", "Alert deliveries SNS accepted", &[("topic", topic)], 1);
+    tracing::debug!(alert_id, topic, "alert published");
 }
 
 /// An alert was sent but its answer was lost: not repeated (it may have been delivered).

@@ -16,11 +16,10 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::clock;
+use crate::clock::Timeline;
 use crate::config::Config;
 use crate::events;
-use crate::leaf::Manual;
-use crate::state::StateStore;
+use crate::state::{Manual, StateStore};
 use crate::status::Status;
 use crate::worker::Activator;
 
@@ -34,6 +33,8 @@ pub struct Http {
     pub reconcile: Activator,
     /// The control token.
     pub token: String,
+    /// The daemon's time.
+    pub timeline: Arc<Timeline>,
     /// The current config (leaf names).
     pub config: watch::Receiver<Arc<Config>>,
 }
@@ -132,7 +133,15 @@ impl Http {
             "summary": self.status.summary(),
             "leafs": leafs,
             "query_log": self.status.query_log(),
-            "workers": { "tail": *self.status.tail.borrow(), "reconcile": *self.status.reconcile.borrow() },
+            "workers": {
+                "tail": *self.status.workers.tail.borrow(),
+                "reconcile": *self.status.workers.reconcile.borrow(),
+                "outbox": *self.status.workers.outbox.borrow(),
+            },
+            "outbox": self.store.read(|s| json!({
+                "queued": s.outbox.len(),
+                "deliveries": s.outbox.iter().map(|e| e.pending.len()).sum::<usize>(),
+            })),
         })
     }
 
@@ -148,13 +157,17 @@ impl Http {
         if !self.config.borrow().leafs.iter().any(|l| l.name().as_str() == name) {
             return json_reply(StatusCode::NOT_FOUND, &json!({"error": format!("no leaf named {name:?}")}));
         }
-        let now = clock::now();
-        let manual = match command {
-            "wake" => Manual::Wake { at: now },
-            "sleep" => Manual::Sleep { at: now },
-            _ => return json_reply(StatusCode::NOT_FOUND, &json!({"error": "use wake or sleep"})),
-        };
-        self.store.update(|s| s.leafs.entry(name.to_owned()).or_default().manual = Some(manual));
+        if !matches!(command, "wake" | "sleep") {
+            return json_reply(StatusCode::NOT_FOUND, &json!({"error": "use wake or sleep"}));
+        }
+        let now = self.timeline.now();
+        self.store.update(|s| {
+            let leaf = s.leafs.entry(name.to_owned()).or_default();
+            // Each command gets its own time, later than the one it replaces: a tick that
+            // decided on the old one clears only that one (see `Manual::at`).
+            let at = leaf.manual.as_ref().map_or(now, |m| now.max(m.at().plus_ms(1)));
+            leaf.manual = Some(if command == "wake" { Manual::Wake { at } } else { Manual::Sleep { at } });
+        });
         if let Err(e) = self.store.save().await {
             return json_reply(StatusCode::INTERNAL_SERVER_ERROR, &json!({"error": e.to_string()}));
         }

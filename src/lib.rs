@@ -26,6 +26,7 @@
 
 pub mod alerts;
 pub mod aws;
+pub mod backoff;
 pub mod cli;
 pub mod clock;
 pub mod config;

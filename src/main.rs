@@ -58,7 +58,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("containerd: {e:#}");
-            ExitCode::FAILURE
+            // Another daemon holds the state, or the state is from a newer version: the
+            // operator must act, and a restart loop would not help (systemd's
+            // RestartPreventExitStatus=2).
+            let refused = e.downcast_ref::<daemon::DaemonError>().is_some_and(daemon::DaemonError::is_refusal);
+            if refused { ExitCode::from(2) } else { ExitCode::FAILURE }
         }
     }
 }

@@ -58,6 +58,13 @@ pub fn gauge(name: &'static str, help: &'static str, labels: &[(&str, &str)], va
     });
 }
 
+/// Drops every series with the label `key="value"` (a leaf that left the config).
+pub fn forget(key: &str, value: &str) {
+    let needle = series("", &[(key, value)]);
+    let needle = needle.trim_start_matches('{').trim_end_matches('}').to_owned();
+    with(|r| r.values.retain(|s, _| !s.split_once('{').is_some_and(|(_, labels)| labels.trim_end_matches('}').split(',').any(|l| l == needle))));
+}
+
 /// Reads one series (tests and `/status`); 0 when never recorded.
 pub fn value(name: &str, labels: &[(&str, &str)]) -> f64 {
     with(|r| r.values.get(&series(name, labels)).copied().unwrap_or(0.0))
@@ -92,5 +99,15 @@ mod tests {
         let text = render();
         assert!(text.contains("# TYPE cm_test_total counter"), "{text}");
         assert!(text.contains("cm_test_total{leaf=\"a\\\"b\"} 3"), "{text}");
+    }
+
+    #[test]
+    fn a_leaf_that_left_loses_its_series_and_no_other() {
+        gauge("cm_test_phase", "a test gauge", &[("leaf", "gone"), ("phase", "up")], 1.0);
+        gauge("cm_test_phase", "a test gauge", &[("leaf", "gone-too"), ("phase", "up")], 1.0);
+        forget("leaf", "gone");
+        let text = render();
+        assert!(!text.contains("leaf=\"gone\","), "{text}");
+        assert!(text.contains("leaf=\"gone-too\""), "{text}");
     }
 }

@@ -9,22 +9,9 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
-
-use crate::alerts::{self, Alert};
 use crate::aws::{AwsError, ErrorKind};
-use crate::clock::Timestamp;
-use crate::config::{DaemonConfig, LeafConfig};
-use crate::state::StateStore;
-
-/// One problem of a leaf.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Problem {
-    /// Stable key: `autoscaling:SetDesiredCapacity`, `asg_missing`, ...
-    pub key: String,
-    /// What is wrong and what to do.
-    pub text: String,
-}
+use crate::config::LeafConfig;
+use crate::state::{Problem, StateStore};
 
 impl Problem {
     /// The problem an AWS error is, if it needs an operator (not transient).
@@ -104,12 +91,13 @@ impl Report {
     }
 }
 
-/// Applies a report: alerts new problems once (to the leaf's topics), logs cleared ones.
-pub fn update(store: &StateStore, daemon: &DaemonConfig, leaf: &LeafConfig, report: Report, now: Timestamp) {
+/// Applies a report: remembers new problems and returns them (the caller alerts them,
+/// once, together with the rest of its pass: see `alerts::problems`), logs cleared ones.
+pub fn update(store: &StateStore, leaf: &LeafConfig, report: Report) -> Vec<Problem> {
     let name = leaf.name().as_str();
     // The common case, for every leaf on every poll: nothing wrong before or now.
     if report.raised.is_empty() && store.read(|s| s.leafs.get(name).is_none_or(|l| l.problems.is_empty())) {
-        return;
+        return Vec::new();
     }
     let (new, fixed) = store.change(|s| {
         let open: &mut BTreeMap<String, Problem> = &mut s.leafs.entry(name.to_owned()).or_default().problems;
@@ -132,17 +120,10 @@ pub fn update(store: &StateStore, daemon: &DaemonConfig, leaf: &LeafConfig, repo
     for p in fixed {
         crate::events::problem_cleared(name, &p.key);
     }
-    for p in new {
+    for p in &new {
         crate::events::problem_raised(name, &p.key, &p.text);
-        let alert = Alert {
-            id: format!("{name}:problem:{}:{}", p.key, now.0),
-            leaf: name.to_owned(),
-            kind: "problem".into(),
-            subject: format!("{name} needs attention: {}", p.key),
-            body: format!("Leaf: {name}\nDomain: {}\nProblem: {}\n\nThe daemon keeps retrying; this alert is sent once until the problem is fixed.", leaf.domain(), p.text),
-        };
-        alerts::enqueue(store, daemon, leaf, alert);
     }
+    new
 }
 
 #[cfg(test)]
@@ -172,18 +153,17 @@ mod tests {
         let raise = || {
             let mut r = Report::default();
             r.call(leaf, Err(&denied()), "autoscaling", "SetDesiredCapacity");
-            update(&store, &config.daemon, leaf, r, Timestamp(1));
+            update(&store, leaf, r)
         };
-        raise();
-        raise();
-        assert_eq!(store.read(|s| s.outbox.len()), 1, "one alert for a problem seen twice");
-        assert!(store.read(|s| s.outbox[0].alert.body.contains("autoscaling:SetDesiredCapacity")));
+        let first = raise();
+        assert_eq!(first.len(), 1);
+        assert!(first[0].text.contains("autoscaling:SetDesiredCapacity"));
+        assert!(raise().is_empty(), "one alert for a problem seen twice");
         let mut fixed = Report::default();
         fixed.call(leaf, Ok(()), "autoscaling", "SetDesiredCapacity");
-        update(&store, &config.daemon, leaf, fixed, Timestamp(2));
+        assert!(update(&store, leaf, fixed).is_empty());
         assert!(store.read(|s| s.leafs["mc"].problems.is_empty()));
-        raise();
-        assert_eq!(store.read(|s| s.outbox.len()), 2, "it came back: alert again");
+        assert_eq!(raise().len(), 1, "it came back: alert again");
     }
 
     #[test]
@@ -192,7 +172,6 @@ mod tests {
         let leaf = &config.leafs[0];
         let mut r = Report::default();
         r.call(leaf, Err(&AwsError { kind: ErrorKind::Throttled, ..denied() }), "autoscaling", "SetDesiredCapacity");
-        update(&store, &config.daemon, leaf, r, Timestamp(1));
-        assert_eq!(store.read(|s| s.outbox.len()), 0);
+        assert!(update(&store, leaf, r).is_empty());
     }
 }

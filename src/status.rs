@@ -91,24 +91,46 @@ pub struct Decision {
     pub why: String,
 }
 
+/// One activation running longer than this is stuck, not slow: every AWS call has a
+/// timeout and each pass a deadline (30 s), so even a brown-out ends a pass well before.
+pub const STUCK_AFTER: Duration = Duration::from_secs(120);
+
+/// A pass running longer than this is reported as slow in `/healthz` (AWS answering late).
+pub const SLOW_AFTER: Duration = Duration::from_secs(15);
+
+/// The workers' status channels.
+#[derive(Debug, Clone)]
+pub struct Workers {
+    /// The query-log tail.
+    pub tail: watch::Receiver<WorkerStatus>,
+    /// The reconciler.
+    pub reconcile: watch::Receiver<WorkerStatus>,
+    /// The alert outbox.
+    pub outbox: watch::Receiver<WorkerStatus>,
+}
+
+impl Workers {
+    fn all(&self) -> [(&'static str, &watch::Receiver<WorkerStatus>); 3] {
+        [("tail", &self.tail), ("reconcile", &self.reconcile), ("outbox", &self.outbox)]
+    }
+}
+
 /// Shared status.
 #[derive(Debug)]
 pub struct Status {
     leafs: RwLock<BTreeMap<String, LeafView>>,
     query_log: RwLock<Vec<QueryLogView>>,
-    /// The tail worker's status.
-    pub tail: watch::Receiver<WorkerStatus>,
-    /// The reconcile worker's status.
-    pub reconcile: watch::Receiver<WorkerStatus>,
-    /// Longest time between two completed activations that still counts as progress.
+    /// The workers' status.
+    pub workers: Workers,
+    /// Longest time between two activations that still counts as progress.
     pub stall_after: Duration,
     started: Instant,
 }
 
 impl Status {
-    /// Status over the two workers' status channels.
-    pub fn new(tail: watch::Receiver<WorkerStatus>, reconcile: watch::Receiver<WorkerStatus>, stall_after: Duration) -> Self {
-        Self { leafs: RwLock::default(), query_log: RwLock::default(), tail, reconcile, stall_after, started: Instant::now() }
+    /// Status over the workers' status channels.
+    pub fn new(workers: Workers, stall_after: Duration) -> Self {
+        Self { leafs: RwLock::default(), query_log: RwLock::default(), workers, stall_after, started: Instant::now() }
     }
 
     /// Replaces the views of the given leafs, keeping others; drops leafs not in `names`.
@@ -148,34 +170,55 @@ impl Status {
         leafs.entry(leaf.to_owned()).or_insert_with(|| LeafView { name: leaf.to_owned(), ..LeafView::default() }).last_decision = Some(decision);
     }
 
-    /// None while both loops complete passes (failed or not); otherwise which is stuck.
+    /// None while every loop makes progress, however slowly; otherwise which is stuck.
     /// systemd's watchdog is fed only while this is None.
+    ///
+    /// A loop is stuck when one activation has run for [`STUCK_AFTER`] (every call has a
+    /// timeout, so that is a bug or a hung disk, and a restart is the cure), or when no
+    /// activation has started for `stall_after` (the loop itself is gone). A pass that is
+    /// slow because AWS answers late is progress: killing the daemon would not help.
     pub fn stalled(&self) -> Option<String> {
-        let stuck: Vec<String> = [("tail", &self.tail), ("reconcile", &self.reconcile)]
+        let stuck: Vec<String> = self
+            .workers
+            .all()
             .into_iter()
             .filter_map(|(name, rx)| {
-                let since = rx.borrow().finished_at.map_or_else(|| self.started.elapsed(), |t| t.elapsed());
-                (since > self.stall_after).then(|| format!("{name} loop has not completed a pass for {}s", since.as_secs()))
+                let s = rx.borrow();
+                if let Some(since) = s.running_since {
+                    let running = since.elapsed();
+                    return (running > STUCK_AFTER).then(|| format!("{name}: one pass has been running for {}s (stuck)", running.as_secs()));
+                }
+                let idle = s.finished_at.map_or_else(|| self.started.elapsed(), |t| t.elapsed());
+                (idle > self.stall_after).then(|| format!("{name} loop has not run a pass for {}s (stuck)", idle.as_secs()))
             })
             .collect();
         (!stuck.is_empty()).then(|| stuck.join("; "))
     }
 
-    /// None while both loops make progress and AWS answers; otherwise why not.
+    /// None while every loop makes progress and AWS answers; otherwise why not: stuck,
+    /// slow (a pass running long: AWS answering late) or failing (the last error).
     pub fn unhealthy(&self) -> Option<String> {
         if let Some(stuck) = self.stalled() {
             return Some(stuck);
         }
-        let errors: Vec<String> = [("tail", &self.tail), ("reconcile", &self.reconcile)]
+        let why: Vec<String> = self
+            .workers
+            .all()
             .into_iter()
-            .filter_map(|(name, rx)| rx.borrow().last_error.as_ref().map(|e| format!("{name}: {e}")))
+            .filter_map(|(name, rx)| {
+                let s = rx.borrow();
+                if let Some(running) = s.running_since.map(|t| t.elapsed()).filter(|r| *r > SLOW_AFTER) {
+                    return Some(format!("{name}: slow, not stuck: a pass has run for {}s (AWS answering late)", running.as_secs()));
+                }
+                s.last_error.as_ref().map(|e| format!("{name}: not stuck, failing ({}; the last pass took {:.1}s): {e}", e.kind, Duration::from_millis(s.elapsed_ms).as_secs_f64()))
+            })
             .collect();
-        (!errors.is_empty()).then(|| errors.join("; "))
+        (!why.is_empty()).then(|| why.join("; "))
     }
 
     /// True once the reconciler has completed a pass with AWS answering.
     pub fn aws_reachable(&self) -> bool {
-        self.reconcile.borrow().last_ok.is_some()
+        self.workers.reconcile.borrow().last_ok.is_some()
     }
 
     /// One line for systemd's STATUS=.

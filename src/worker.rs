@@ -26,12 +26,29 @@ impl Activator {
     }
 }
 
+/// Why an activation failed: a kind that says what to do about it, and the cause chain.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, thiserror::Error)]
+#[error("{message}")]
+pub struct WorkerError {
+    /// `aws:transient`, `aws:throttled`, `aws:denied`, `state`, `alerts`, `partial`, ...
+    pub kind: String,
+    /// What failed, with its causes.
+    pub message: String,
+}
+
+impl WorkerError {
+    /// An error of `kind`.
+    pub fn new(kind: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { kind: kind.into(), message: message.into() }
+    }
+}
+
 /// A unit of periodic work.
 pub trait Task: Send {
     /// Name in logs and `/status`.
     fn name(&self) -> &'static str;
-    /// Runs once. The Ok text is a one-line summary; the Err text, the cause chain.
-    fn activate(&mut self) -> impl Future<Output = Result<String, String>> + Send;
+    /// Runs once. The Ok text is a one-line summary.
+    fn activate(&mut self) -> impl Future<Output = Result<String, WorkerError>> + Send;
 }
 
 /// What the last activation did.
@@ -42,12 +59,16 @@ pub struct WorkerStatus {
     /// Summary of the last successful activation.
     pub last_ok: Option<String>,
     /// Error of the last activation, if it failed.
-    pub last_error: Option<String>,
+    pub last_error: Option<WorkerError>,
     /// How long the last activation took, in milliseconds.
     pub elapsed_ms: u64,
     /// When the last activation ended; `/healthz` checks it for progress.
     #[serde(skip)]
     pub finished_at: Option<Instant>,
+    /// When the activation under way started (None between activations): one running
+    /// far longer than any pass should is stuck, not merely slow.
+    #[serde(skip)]
+    pub running_since: Option<Instant>,
 }
 
 /// Runs `task` until `cancel` fires; the current activation always finishes first so
@@ -65,6 +86,7 @@ pub async fn run<T: Task>(mut task: T, period: Duration, activator: Activator, c
         };
         iteration += 1;
         let started = Instant::now();
+        status.send_modify(|s| s.running_since = Some(started));
         let span = tracing::debug_span!("worker", worker = task.name(), iteration, reason);
         let result = task.activate().instrument(span).await;
         let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -80,11 +102,12 @@ pub async fn run<T: Task>(mut task: T, period: Duration, activator: Activator, c
                 }
                 Err(e) => {
                     if s.last_error.as_ref() != Some(e) {
-                        tracing::warn!(worker = task.name(), error = %e, "activation failed; retrying next tick");
+                        tracing::warn!(worker = task.name(), kind = e.kind, error = %e, "activation failed; retrying next tick");
                     }
                     s.last_error = Some(e.clone());
                 }
             }
+            s.running_since = None;
             s.iteration = iteration;
             s.elapsed_ms = elapsed_ms;
             s.finished_at = Some(Instant::now());
@@ -103,9 +126,9 @@ mod tests {
         fn name(&self) -> &'static str {
             "counter"
         }
-        async fn activate(&mut self) -> Result<String, String> {
+        async fn activate(&mut self) -> Result<String, WorkerError> {
             self.0 += 1;
-            if self.0 == 2 { Err("boom".into()) } else { Ok(format!("run {}", self.0)) }
+            if self.0 == 2 { Err(WorkerError::new("test", "boom")) } else { Ok(format!("run {}", self.0)) }
         }
     }
 
@@ -117,7 +140,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(1)).await;
         assert_eq!(rx.borrow().iteration, 1, "the first tick is immediate");
         tokio::time::sleep(Duration::from_secs(5)).await;
-        assert_eq!(rx.borrow().last_error.as_deref(), Some("boom"));
+        assert_eq!(rx.borrow().last_error.as_ref().map(|e| (e.kind.as_str(), e.message.as_str())), Some(("test", "boom")));
         tokio::time::sleep(Duration::from_secs(5)).await;
         assert_eq!(rx.borrow().last_ok.as_deref(), Some("run 3"));
         assert_eq!(rx.borrow().last_error, None);

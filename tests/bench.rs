@@ -5,6 +5,14 @@
 //! produced, never how fast). `tests/bench.sh` runs the full version (`CM_BENCH=full`,
 //! the release binary) and writes docs/performance.md's tables and a JSON file.
 
+#![allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss,
+    reason = "benchmark statistics: counts, bytes and milliseconds as f64 and back, all far below 2^52"
+)]
+
 mod common;
 
 use std::collections::BTreeMap;
@@ -345,7 +353,7 @@ fn merge(results: &mut serde_json::Value, previous: &serde_json::Value) {
 
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default().lines().find_map(|l| l.strip_prefix("model name")).map(|l| l.trim_start_matches([' ', '\t', ':']).to_owned()).unwrap_or_default();
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
     format!("{cores} cores, {cpu}")
 }
 

@@ -36,7 +36,7 @@ async fn demo_a_leaf_wakes_on_a_dns_query_gets_its_record_and_sleeps_again() {
     eventually("ASG desired 1", STEP, || async { (world.desired(&leaf).await == 1).then_some(()) }).await;
     let ip = eventually("an InService instance", STEP, || async { world.instance_ip(&leaf).await }).await;
     eventually("the A record", STEP, || async { (world.record(&leaf).await == Some((ip.clone(), 1))).then_some(()) }).await;
-    let alerts = world.settled_alerts(&leaf, 1).await;
+    let alerts = world.settled_alerts(&daemon, &leaf, 1).await;
     say(&format!("Awake: ASG desired 1, instance at {ip}, {} A {ip} (TTL 1), ECS desired {}.", leaf.domain, world.service_desired(&leaf).await));
     say(&format!("Alert received by the SNS subscriber:\n  Subject: {}\n  {}", alerts[0].subject, alerts[0].message.replace('\n', "\n  ")));
 
@@ -46,7 +46,7 @@ async fn demo_a_leaf_wakes_on_a_dns_query_gets_its_record_and_sleeps_again() {
         .await
         .expect("the watchdog scales the idle leaf to zero");
     eventually("the A record back at 0.0.0.0", STEP, || async { (world.record(&leaf).await == Some(("0.0.0.0".into(), 1))).then_some(()) }).await;
-    let alerts = world.settled_alerts(&leaf, 2).await;
+    let alerts = world.settled_alerts(&daemon, &leaf, 2).await;
     say(&format!(
         "Asleep again: {} A 0.0.0.0, ECS desired {}.\n  Subject: {}\n  {}",
         leaf.domain,

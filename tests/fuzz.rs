@@ -56,8 +56,11 @@ proptest! {
         let line = mutate(seeds[seed % seeds.len()], &edits);
         if let Ok(q) = parse(&line) {
             // Whatever parses is a full, well-formed line.
-            prop_assert_eq!(line.trim_end_matches(['\r', '\n']).split(' ').count(), 10);
-            prop_assert!(!q.name().is_empty() || q.raw_name == ".");
+            let fields: Vec<&str> = line.trim_end_matches(['\r', '\n']).split(' ').collect();
+            prop_assert_eq!(fields.len(), 10);
+            // Each field is the line's own, in its place: zone, name, type, edge.
+            prop_assert_eq!((q.zone_id, q.raw_name, q.qtype, q.edge), (fields[2], fields[3], fields[4], fields[7]));
+            prop_assert!(!q.name().bytes().any(|b| b.is_ascii_uppercase()), "compared lower-cased: {}", q.name());
         }
     }
 

@@ -11,10 +11,10 @@ use common::{eventually, feed, now_ms, Daemon, LeafOptions, World, PERIOD_MS};
 const WAKE: Duration = Duration::from_secs(30);
 const WATCHDOG: &str = common::FAST_WATCHDOG;
 
-async fn woken(world: &World, leaf: &Leaf) {
+async fn woken(world: &World, daemon: &Daemon, leaf: &Leaf) {
     world.query_now(leaf).await;
     eventually("ASG desired 1", WAKE, || async { (world.desired(leaf).await == 1).then_some(()) }).await;
-    assert_eq!(world.settled_alerts(leaf, 1).await.len(), 1);
+    assert_eq!(world.settled_alerts(daemon, leaf, 1).await.len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -22,7 +22,7 @@ async fn a_leaf_nobody_plays_on_goes_back_to_zero_with_one_alert() {
     let world = World::new().await;
     let leaf = world.leaf(LeafOptions::default()).await;
     let daemon = Daemon::start(&world.config_with(&[&leaf], "", WATCHDOG));
-    woken(&world, &leaf).await;
+    woken(&world, &daemon, &leaf).await;
 
     // Ten seconds of players (10 kB/s), then 20 B/s of background chatter.
     let busy_until = now_ms().div_euclid(PERIOD_MS) * PERIOD_MS + 10_000;
@@ -31,12 +31,12 @@ async fn a_leaf_nobody_plays_on_goes_back_to_zero_with_one_alert() {
     })
     .await
     .expect("the idle leaf was scaled to 0 within two minutes");
-    println!("measured: last busy period ended -> desired 0 in {:.1} s (idle_after 20 s, period 5 s)", (stopped_at - busy_until) as f64 / 1000.0);
+    println!("measured: last busy period ended -> desired 0 in {:.1} s (idle_after 20 s, period 5 s)", common::secs(stopped_at - busy_until));
     assert!(stopped_at - busy_until >= 20_000, "not before idle_after: {} ms", stopped_at - busy_until);
 
     eventually("A record back at the idle IP", WAKE, || async { (world.record(&leaf).await == Some(("0.0.0.0".into(), 1))).then_some(()) }).await;
     eventually("ECS desired 0", WAKE, || async { (world.service_desired(&leaf).await == 0).then_some(()) }).await;
-    let alerts = world.settled_alerts(&leaf, 2).await;
+    let alerts = world.settled_alerts(&daemon, &leaf, 2).await;
     assert_eq!(alerts.len(), 2, "starting, then one idle alert (no separate 'stopped'): {alerts:?}");
     assert!(alerts[1].subject.contains("idle"), "{alerts:?}");
     assert!(alerts[1].message.contains("idle for 20s") && alerts[1].message.contains("20 B/s"), "says why, with figures: {}", alerts[1].message);
@@ -48,7 +48,7 @@ async fn a_leaf_with_players_stays_up() {
     let world = World::new().await;
     let leaf = world.leaf(LeafOptions { ecs: Ecs::None, ..LeafOptions::default() }).await;
     let daemon = Daemon::start(&world.config_with(&[&leaf], "", WATCHDOG));
-    woken(&world, &leaf).await;
+    woken(&world, &daemon, &leaf).await;
 
     // 10 kB/s, well above 1175 B/s, for twice idle_after plus the grace periods.
     let stopped = feed(&world, &leaf, |_| 50_000.0, Duration::from_secs(45), || async { (world.desired(&leaf).await == 0).then_some(()) }).await;
@@ -62,7 +62,7 @@ async fn dns_queries_keep_a_quiet_leaf_up() {
     let world = World::new().await;
     let leaf = world.leaf(LeafOptions { ecs: Ecs::None, ..LeafOptions::default() }).await;
     let daemon = Daemon::start(&world.config_with(&[&leaf], "", WATCHDOG));
-    woken(&world, &leaf).await;
+    woken(&world, &daemon, &leaf).await;
 
     // No traffic to speak of, but a player's resolver asks every few seconds.
     let mut last_query = 0;

@@ -1,6 +1,8 @@
 //! Running it like a service: status, metrics, health, operator commands, reload and
 //! shutdown, against the emulators.
 
+#![allow(clippy::float_cmp, clippy::cast_precision_loss, reason = "metrics and /status figures are floats holding small whole numbers")]
+
 mod common;
 
 use std::time::Duration;
@@ -90,13 +92,13 @@ async fn operator_wake_and_sleep_go_through_the_daemon_and_need_the_token() {
     let (code, out, err) = daemon.cli(&["wake", &leaf.name]);
     assert_eq!(code, 0, "{out}{err}");
     eventually("ASG desired 1", WAIT, || async { (world.desired(&leaf).await == 1).then_some(()) }).await;
-    let alerts = world.settled_alerts(&leaf, 1).await;
+    let alerts = world.settled_alerts(&daemon, &leaf, 1).await;
     assert!(alerts[0].message.contains("an operator woke it"), "{alerts:?}");
 
     let (code, out, err) = daemon.cli(&["sleep", &leaf.name]);
     assert_eq!(code, 0, "{out}{err}");
     eventually("ASG desired 0", WAIT, || async { (world.desired(&leaf).await == 0).then_some(()) }).await;
-    let alerts = world.settled_alerts(&leaf, 2).await;
+    let alerts = world.settled_alerts(&daemon, &leaf, 2).await;
     assert_eq!(alerts.len(), 2, "one alert for the operator's stop: {alerts:?}");
     assert!(alerts[1].subject.contains("operator"), "{alerts:?}");
 
@@ -122,12 +124,8 @@ async fn sighup_applies_a_good_config_and_ignores_a_bad_one() {
     daemon.wait_for_log(&["adopting"], WAIT).await;
 
     // Add a leaf and change the first one's threshold.
-    let bigger = world.config(&[&first, &second], "");
-    let listen = format!("listen = \"{}\"", daemon.http_addr());
-    let text: Vec<String> = std::fs::read_to_string(&bigger).unwrap().lines().map(|l| if l.starts_with("listen = ") { listen.clone() } else { l.to_owned() }).collect();
-    std::fs::write(&config, text.join("\n").replacen("threshold = 1175", "threshold = 400", 1)).unwrap();
-    daemon.signal(1);
-    daemon.wait_for_log(&["config reloaded"], WAIT).await;
+    let bigger = std::fs::read_to_string(world.config(&[&first, &second], "")).unwrap();
+    daemon.reload(&bigger.replacen("threshold = 1175", "threshold = 400", 1)).await;
     world.query_now(&second).await;
     eventually("the added leaf to wake", WAIT, || async { (world.desired(&second).await == 1).then_some(()) }).await;
     let threshold = eventually("the new threshold in /status", WAIT, || async {
@@ -147,6 +145,32 @@ async fn sighup_applies_a_good_config_and_ignores_a_bad_one() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn regression_a_reload_that_removes_a_leaf_forgets_its_state_and_metric_series() {
+    let world = World::new().await;
+    let group = world.log_group().await;
+    let gone = world.leaf(LeafOptions { ecs: Ecs::None, log_group: Some(group.clone()), prefix: "gone", ..LeafOptions::default() }).await;
+    let kept = world.leaf(LeafOptions { ecs: Ecs::None, log_group: Some(group.clone()), prefix: "kept", ..LeafOptions::default() }).await;
+    let config = world.config(&[&gone, &kept], "");
+    let daemon = Daemon::start(&config);
+    let series = format!("leaf=\"{}\"", gone.name);
+    eventually("the leaf's metric series", WAIT, || async { daemon.get("/metrics").await.1.contains(&series).then_some(()) }).await;
+    world.query_now(&gone).await; // leaves a memory of it in the state file
+    eventually("the leaf in the state file", WAIT, || async {
+        std::fs::read_to_string(world.state_file()).ok().filter(|t| t.contains(&format!("\"{}\"", gone.name))).map(|_| ())
+    })
+    .await;
+
+    daemon.reload(&std::fs::read_to_string(world.config(&[&kept], "")).unwrap()).await;
+    daemon.passes(2).await;
+    let (_, metrics) = daemon.get("/metrics").await;
+    assert!(!metrics.contains(&series), "no series of the removed leaf: {}", metrics.lines().filter(|l| l.contains(&series)).collect::<Vec<_>>().join("\n"));
+    assert!(metrics.contains(&format!("leaf=\"{}\"", kept.name)), "the kept leaf's series stay");
+    let state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(world.state_file()).unwrap()).unwrap();
+    assert!(state["leafs"].get(&gone.name).is_none(), "the removed leaf's state is gone: {}", state["leafs"]);
+    assert!(daemon.status().await["leafs"].as_array().unwrap().iter().all(|l| l["name"] != gone.name.as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn sigterm_during_a_wake_exits_cleanly_and_the_wake_is_not_lost() {
     let world = World::new().await;
     let leaf = world.leaf(LeafOptions::default()).await;
@@ -163,7 +187,7 @@ async fn sigterm_during_a_wake_exits_cleanly_and_the_wake_is_not_lost() {
 
     let _again = Daemon::start(&config);
     eventually("ASG desired 1", WAIT, || async { (world.desired(&leaf).await == 1).then_some(()) }).await;
-    assert_eq!(world.settled_alerts(&leaf, 1).await.len(), 1, "one starting alert across the restart");
+    assert_eq!(world.settled_alerts(&daemon, &leaf, 1).await.len(), 1, "one starting alert across the restart");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -25,7 +25,7 @@ async fn a_query_logged_while_the_daemon_was_down_wakes_once_at_start() {
     let daemon = Daemon::start(&config);
 
     eventually("ASG desired 1", WAKE, || async { (world.desired(&leaf).await == 1).then_some(()) }).await;
-    let alerts = world.settled_alerts(&leaf, 1).await;
+    let alerts = world.settled_alerts(&daemon, &leaf, 1).await;
     assert_eq!(alerts.len(), 1, "{alerts:?}");
     assert_eq!(daemon.lines_with(&["set ASG"]).len(), 1, "one wake action");
 }
@@ -64,10 +64,10 @@ async fn killed_right_after_reading_a_query_it_still_wakes_exactly_once() {
     // not repeated (never a duplicate, by design; the second run says so in its log).
     // Otherwise exactly one arrives.
     if second.lines_with(&["stopped while publishing"]).is_empty() {
-        let alerts = world.settled_alerts(&leaf, 1).await;
+        let alerts = world.settled_alerts(&second, &leaf, 1).await;
         assert_eq!(alerts.len(), 1, "exactly one starting alert across the restart: {alerts:?}");
     } else {
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        second.quiet().await;
         let alerts = world.alerts(&leaf).await;
         assert!(alerts.len() <= 1, "no duplicate after an interrupted delivery: {alerts:?}");
     }
@@ -82,17 +82,17 @@ async fn a_restart_while_the_leaf_is_up_sends_no_second_alert() {
     let config = world.config(&[&leaf], "");
     let mut daemon = Daemon::start(&config);
     world.query_now(&leaf).await;
-    assert_eq!(world.settled_alerts(&leaf, 1).await.len(), 1);
+    assert_eq!(world.settled_alerts(&daemon, &leaf, 1).await.len(), 1);
     daemon.kill9();
 
     let daemon = Daemon::start(&config);
     daemon.wait_for_log(&["reconcile", "observed"], WAKE).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    daemon.quiet().await;
     assert_eq!(world.alerts(&leaf).await.len(), 1, "no repeat of the starting alert");
     assert_eq!(world.service_desired(&leaf).await, 1);
 
     world.set_desired(&leaf, 0).await;
-    let alerts = world.settled_alerts(&leaf, 2).await;
+    let alerts = world.settled_alerts(&daemon, &leaf, 2).await;
     assert_eq!(alerts.len(), 2, "the stop is still announced once: {alerts:?}");
 }
 

@@ -13,7 +13,7 @@ const WAKE: Duration = Duration::from_secs(30);
 async fn a_dns_query_wakes_a_sleeping_leaf_and_it_goes_back_to_sleep_at_zero() {
     let world = World::new().await;
     let leaf = world.leaf(LeafOptions::default()).await;
-    let _daemon = Daemon::start(&world.config(&[&leaf], ""));
+    let daemon = Daemon::start(&world.config(&[&leaf], ""));
 
     world.query_now(&leaf).await;
 
@@ -21,7 +21,7 @@ async fn a_dns_query_wakes_a_sleeping_leaf_and_it_goes_back_to_sleep_at_zero() {
     let ip = eventually("an InService instance", WAKE, || async { world.instance_ip(&leaf).await }).await;
     eventually("A record at the instance's IP", WAKE, || async { (world.record(&leaf).await == Some((ip.clone(), 1))).then_some(()) }).await;
     eventually("ECS desired 1", WAKE, || async { (world.service_desired(&leaf).await == 1).then_some(()) }).await;
-    let alerts = world.settled_alerts(&leaf, 1).await;
+    let alerts = world.settled_alerts(&daemon, &leaf, 1).await;
     assert_eq!(alerts.len(), 1, "exactly one alert: {alerts:?}");
     assert!(alerts[0].subject.contains("starting"), "{alerts:?}");
     assert!(alerts[0].message.contains(&leaf.domain) && alerts[0].message.contains(&ip), "says where to connect: {alerts:?}");
@@ -31,7 +31,7 @@ async fn a_dns_query_wakes_a_sleeping_leaf_and_it_goes_back_to_sleep_at_zero() {
 
     eventually("A record back at 0.0.0.0", WAKE, || async { (world.record(&leaf).await == Some(("0.0.0.0".into(), 1))).then_some(()) }).await;
     eventually("ECS desired 0", WAKE, || async { (world.service_desired(&leaf).await == 0).then_some(()) }).await;
-    let alerts = world.settled_alerts(&leaf, 2).await;
+    let alerts = world.settled_alerts(&daemon, &leaf, 2).await;
     assert_eq!(alerts.len(), 2, "one stopped alert after the starting one: {alerts:?}");
     assert!(alerts[1].subject.contains("stopped"), "{alerts:?}");
     assert_eq!(world.desired(&leaf).await, 0, "nothing woke it again");
@@ -44,7 +44,7 @@ async fn aaaa_srv_and_other_leafs_queries_do_not_wake_a_leaf() {
     let quiet = world.leaf(LeafOptions { ecs: Ecs::None, log_group: Some(group.clone()), prefix: "mc", ..LeafOptions::default() }).await;
     // Its name ends like the quiet leaf's: `x-mc-....example.com` must not wake `mc-....`.
     let other = world.leaf(LeafOptions { ecs: Ecs::None, log_group: Some(group.clone()), prefix: "x-mc", ..LeafOptions::default() }).await;
-    let _daemon = Daemon::start(&world.config(&[&quiet, &other], ""));
+    let daemon = Daemon::start(&world.config(&[&quiet, &other], ""));
 
     let t = now_ms();
     world.query(&quiet, &quiet.domain, "AAAA", t).await;
@@ -55,7 +55,7 @@ async fn aaaa_srv_and_other_leafs_queries_do_not_wake_a_leaf() {
 
     // The other leaf waking proves the daemon read every one of these lines.
     eventually("the other leaf to wake", WAKE, || async { (world.desired(&other).await == 1).then_some(()) }).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    daemon.quiet().await;
     assert_eq!(world.desired(&quiet).await, 0, "AAAA, SRV, _tcp and subdomain queries must not wake a leaf");
     assert!(world.alerts(&quiet).await.is_empty());
 }
@@ -88,7 +88,7 @@ async fn a_daemon_service_is_never_given_a_desired_count() {
     world.query_now(&leaf).await;
     let ip = eventually("an InService instance", WAKE, || async { world.instance_ip(&leaf).await }).await;
     eventually("A record at the instance", WAKE, || async { (world.record(&leaf).await == Some((ip.clone(), 1))).then_some(()) }).await;
-    assert_eq!(world.settled_alerts(&leaf, 1).await.len(), 1);
+    assert_eq!(world.settled_alerts(&daemon, &leaf, 1).await.len(), 1);
     assert_eq!(world.service_desired(&leaf).await, before, "a DAEMON service keeps its count");
     assert!(daemon.lines_with(&["scale_service"]).is_empty(), "no ECS action was even attempted");
 }
@@ -99,11 +99,11 @@ async fn alerts_go_to_the_daemon_topic_and_the_leafs_own_topic() {
     let leaf = world.leaf(LeafOptions { ecs: Ecs::None, ..LeafOptions::default() }).await;
     // A second leaf's topic and queue stand in for the operator's daemon-wide topic.
     let everything = world.leaf(LeafOptions { ecs: Ecs::None, ..LeafOptions::default() }).await;
-    let _daemon = Daemon::start(&world.config(&[&leaf], &format!("alert_topic_arn = \"{}\"", everything.topic_arn)));
+    let daemon = Daemon::start(&world.config(&[&leaf], &format!("alert_topic_arn = \"{}\"", everything.topic_arn)));
 
     world.query_now(&leaf).await;
-    let mine = world.settled_alerts(&leaf, 1).await;
-    let daemon_wide = world.settled_alerts(&everything, 1).await;
+    let mine = world.settled_alerts(&daemon, &leaf, 1).await;
+    let daemon_wide = world.settled_alerts(&daemon, &everything, 1).await;
     assert_eq!(mine.len(), 1);
     assert_eq!(daemon_wide, mine, "the same alert on both topics");
     assert!(mine[0].message.contains(&leaf.name));
@@ -117,7 +117,7 @@ async fn dry_run_logs_the_wake_and_changes_nothing() {
 
     world.query_now(&leaf).await;
     daemon.wait_for_log(&["would set ASG", &leaf.asg, "desired capacity to 1"], WAKE).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    daemon.quiet().await;
     assert_eq!(world.desired(&leaf).await, 0);
     assert_eq!(world.record(&leaf).await, Some(("0.0.0.0".into(), 1)));
     assert!(world.alerts(&leaf).await.is_empty());

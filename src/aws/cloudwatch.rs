@@ -58,8 +58,8 @@ impl CloudWatchApi {
                         .metric_name(q.metric)
                         .dimensions(Dimension::builder().name(q.dimension).value(&q.value).build())
                         .build();
-                    let stat = MetricStat::builder().metric(metric).period(q.period_secs).stat("Sum").build();
-                    MetricDataQuery::builder().id(format!("q{}", offset + i)).metric_stat(stat).return_data(true).build()
+                    let sum = MetricStat::builder().metric(metric).period(q.period_secs).stat("Sum").build();
+                    MetricDataQuery::builder().id(format!("q{}", offset + i)).metric_stat(sum).return_data(true).build()
                 })
                 .collect();
             let mut token = None;

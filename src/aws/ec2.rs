@@ -50,7 +50,7 @@ impl Ec2Api {
                     self.client.describe_instances().filters(filter.clone()).set_next_token(token).send(),
                 )
                 .await?;
-                for instance in out.reservations().iter().flat_map(|r| r.instances()) {
+                for instance in out.reservations().iter().flat_map(aws_sdk_ec2::types::Reservation::instances) {
                     found.push(Instance {
                         id: instance.instance_id().unwrap_or_default().to_owned(),
                         public_ip: instance.public_ip_address().and_then(|ip| ip.parse().ok()),

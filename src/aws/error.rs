@@ -72,6 +72,25 @@ impl AwsError {
     }
 }
 
+impl From<AwsError> for crate::worker::WorkerError {
+    fn from(e: AwsError) -> Self {
+        Self::new(format!("aws:{}", e.kind.label()), e.to_string())
+    }
+}
+
+impl ErrorKind {
+    /// Short label for metrics and worker status.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Transient => "transient",
+            Self::Throttled => "throttled",
+            Self::Denied => "denied",
+            Self::NotFound => "not_found",
+            Self::Invalid => "invalid",
+        }
+    }
+}
+
 const THROTTLE_CODES: &[&str] = &[
     "Throttling",
     "ThrottlingException",
@@ -118,6 +137,7 @@ pub fn kind_of(code: Option<&str>, status: Option<u16>) -> ErrorKind {
 }
 
 /// Turns an SDK error into an [`AwsError`].
+#[allow(clippy::needless_pass_by_value, reason = "takes the error as `map_err` hands it over")]
 pub fn classify<E>(service: &'static str, operation: &'static str, err: SdkError<E, HttpResponse>) -> AwsError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,

@@ -25,7 +25,6 @@ use aws_sdk_sns::error::{ProvideErrorMetadata, SdkError};
 pub use error::{AwsError, ErrorKind};
 
 use crate::config::DaemonConfig;
-use crate::events;
 
 /// Clients for every service the daemon uses, built once at start.
 #[derive(Clone, Debug)]
@@ -47,8 +46,8 @@ pub struct Aws {
 }
 
 /// Calls slower than this are cut and retried next tick rather than stalling a loop.
-const OPERATION_TIMEOUT: Duration = Duration::from_secs(20);
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(8);
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Loads the shared SDK config for `region` from the default credential chain.
@@ -93,6 +92,18 @@ where
 {
     let started = std::time::Instant::now();
     let result = fut.await.map_err(|e| error::classify(service, operation, e));
-    events::aws_call(service, operation, started.elapsed(), result.as_ref().err());
+    record(service, operation, started.elapsed(), result.as_ref().err());
     result
+}
+
+/// Counts and traces one call. Here rather than in `events`: the adapters sit below
+/// everything that logs domain events, and must not depend on them.
+fn record(service: &'static str, operation: &'static str, elapsed: Duration, error: Option<&AwsError>) {
+    let outcome = error.map_or("ok", |e| e.kind.label());
+    crate::metrics::count("cm_aws_calls_total", "AWS API calls by service, operation and outcome", &[("service", service), ("operation", operation), ("outcome", outcome)], 1);
+    let ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+    match error {
+        None => tracing::trace!(service, operation, ms, "aws call"),
+        Some(e) => tracing::debug!(service, operation, ms, error = %e, "aws call failed"),
+    }
 }

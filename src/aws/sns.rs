@@ -55,6 +55,7 @@ impl SnsApi {
         let mut req = self.client_for(topic_arn).publish().topic_arn(topic_arn).message(message.body);
         let subject: String = message.subject.chars().filter(|c| !c.is_control()).take(100).collect();
         req = req.subject(subject);
+        #[allow(clippy::case_sensitive_file_extension_comparisons, reason = "SNS requires the lower-case .fifo suffix")]
         if topic_arn.ends_with(".fifo") {
             // FIFO topics need a group and drop a repeated deduplication id for 5 minutes.
             let dedup: String = message.id.chars().filter(char::is_ascii_graphic).take(128).collect();

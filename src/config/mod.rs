@@ -154,7 +154,7 @@ impl CrashLoopConfig {
 }
 
 mod defaults {
-    use super::*;
+    use super::{At, HumanDuration, Ipv4Addr, PathBuf, ResourceName, SocketAddr};
 
     pub fn query_log_region() -> ResourceName {
         ResourceName::parse("us-east-1").expect("valid constant")

@@ -7,7 +7,8 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use super::decide::{Action, Plan, ServiceSeen, Transition};
+use super::decide::{Action, Plan, ServiceSeen};
+use crate::leaf::Transition;
 use super::observe::{Cache, Cached};
 use crate::alerts;
 use crate::aws::route53::{ARecord, Upsert};
@@ -28,6 +29,8 @@ pub struct Applied {
     pub failed: usize,
     /// A wake or a stop reached AWS: the phase changes, look again at once.
     pub moved: bool,
+    /// Actions not attempted because the pass reached its deadline (next pass).
+    pub deferred: usize,
 }
 
 /// Everything apply needs besides the plans.
@@ -44,6 +47,8 @@ pub struct Apply<'a> {
     pub status: &'a Status,
     /// This tick's time.
     pub now: Timestamp,
+    /// No call is started after this (see `reconcile::PASS_DEADLINE`).
+    pub deadline: tokio::time::Instant,
 }
 
 impl Apply<'_> {
@@ -72,6 +77,10 @@ impl Apply<'_> {
         self.config.daemon.dry_run
     }
 
+    fn past_deadline(&self) -> bool {
+        tokio::time::Instant::now() >= self.deadline
+    }
+
     /// Logs and counts an action and shows it as the leaf's last decision.
     fn act(&self, leaf: &str, kind: &'static str, what: &str, why: &str) {
         events::action(leaf, kind, what, why, self.dry_run());
@@ -91,12 +100,17 @@ impl Apply<'_> {
         if failed.contains(&i) {
             return;
         }
+        if self.past_deadline() && call_of(action).is_some() {
+            applied.deferred += 1;
+            failed.insert(i); // the rest of this leaf's plan waits too, in order
+            return;
+        }
         let leaf = &self.config.leafs[i];
         let name = leaf.name().as_str();
         let dry = self.dry_run();
         let result = match action {
             Action::Wake(req) => {
-                let why = if req.edge == super::decide::OPERATOR {
+                let why = if req.edge == crate::state::OPERATOR {
                     format!("an operator asked at {}", req.query_at)
                 } else {
                     format!("DNS query for {} at {} (edge {})", leaf.domain(), req.query_at, req.edge)
@@ -116,7 +130,7 @@ impl Apply<'_> {
                 self.act(name, sleep.cause.as_str(), &format!("set ASG {} desired capacity to 0", leaf.asg), &sleep.detail);
                 let r = if dry { Ok(()) } else { self.set_desired(i, 0).await };
                 if r.is_ok() {
-                    alerts::enqueue(self.store, &self.config.daemon, leaf, alerts::for_sleep(leaf, sleep, self.now));
+                    alerts::enqueue(self.store, &self.config.daemon, leaf, alerts::texts::for_sleep(leaf, sleep, self.now));
                 }
                 r
             }
@@ -130,8 +144,10 @@ impl Apply<'_> {
                 tracing::info!(leaf = name, "crash-loop quarantine over: DNS queries wake the leaf again");
                 Ok(())
             }
-            Action::ForgetManual { why } => {
-                tracing::info!(leaf = name, why, "operator command needs no action");
+            Action::ForgetManual { why, .. } => {
+                if let Some(why) = why {
+                    tracing::info!(leaf = name, why, "operator command needs no action");
+                }
                 Ok(())
             }
             Action::ScaleService { desired } => {
@@ -146,7 +162,7 @@ impl Apply<'_> {
                 r
             }
             Action::Announce(t) => {
-                alerts::enqueue(self.store, &self.config.daemon, leaf, alerts::for_transition(leaf, t));
+                alerts::enqueue(self.store, &self.config.daemon, leaf, alerts::texts::for_transition(leaf, t));
                 Ok(())
             }
             Action::Adopt(a) => {
@@ -195,6 +211,11 @@ impl Apply<'_> {
             }
         }
         for (zone, changes) in by_zone {
+            if self.past_deadline() {
+                applied.deferred += changes.len();
+                failed.extend(changes.iter().map(|(i, _, _)| *i));
+                continue;
+            }
             let dry = self.dry_run();
             for (i, u, why) in &changes {
                 let what = format!("point {} A at {} (TTL {})", u.domain, u.ip, u.ttl);

@@ -21,11 +21,10 @@ use crate::aws::ecs::Service;
 use crate::aws::route53::ARecord;
 use crate::clock::Timestamp;
 use crate::config::{HumanDuration, LeafConfig};
-use crate::crashloop::{self, Failure, StoppedTask};
-use crate::leaf::{Announced, LeafState, Manual, Phase, Quarantine, SleepCause, Slept, WakeRequest};
+use crate::crashloop::{self, StoppedTask};
+use crate::leaf::{Phase, Sleep, Transition};
+use crate::state::{Announced, Failure, LeafState, Manual, Quarantine, SleepCause, Slept, WakeRequest, OPERATOR};
 
-/// The `edge` of a wake request made by `containerd wake`.
-pub const OPERATOR: &str = "operator (containerd wake)";
 use crate::watchdog::{self, Evaluation, Traffic, Verdict};
 
 /// Something read from AWS, or not (not read yet this run, or the read failed).
@@ -69,45 +68,6 @@ pub struct Observation<'a> {
     pub zone_holds_domain: Option<bool>,
 }
 
-/// A transition or event the operator is told about.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Transition {
-    /// An instance serves and DNS points at it.
-    Started {
-        /// The instance.
-        instance: String,
-        /// Where players connect.
-        ip: Ipv4Addr,
-        /// The DNS query that woke it, when the daemon woke it.
-        woken_by: Option<WakeRequest>,
-    },
-    /// No instance is left and the daemon did not stop it; DNS points at the idle IP.
-    Stopped {
-        /// The instance that was announced up.
-        instance: String,
-    },
-    /// The instance has been up for `left_up_after` (alert only).
-    LeftUp {
-        /// The instance.
-        instance: String,
-        /// For how long, in milliseconds.
-        up_for_ms: i64,
-    },
-}
-
-/// The daemon's decision to stop a running leaf.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sleep {
-    /// Why.
-    pub cause: SleepCause,
-    /// The figures behind it, for the alert.
-    pub detail: String,
-    /// The running instance, if any (names the alert).
-    pub instance: Option<String>,
-    /// Set by the crash-loop breaker.
-    pub quarantine_until: Option<Timestamp>,
-}
-
 /// One step towards what the leaf should be.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -133,10 +93,13 @@ pub enum Action {
     },
     /// The quarantine is over: DNS queries wake the leaf again.
     EndQuarantine,
-    /// An operator's command needs no action.
+    /// An operator's command is done (or needs nothing): forget it, unless a newer one
+    /// arrived meanwhile.
     ForgetManual {
-        /// Why.
-        why: &'static str,
+        /// When the command decided on was asked.
+        at: Timestamp,
+        /// Why it needed no action; None when it was carried out.
+        why: Option<&'static str>,
     },
     /// UPSERT the A record.
     PointRecord {
@@ -168,13 +131,17 @@ impl Action {
                 state.woken_by = Some(req.clone());
                 state.woke_at = Some(now);
                 state.settle_wake(req.query_at);
-                state.manual = None;
             }
-            Action::ForgetManual { .. } => state.manual = None,
+            // Only the command decided on: one that arrived during the tick (after the
+            // state was read) has a later time and waits for the next tick.
+            Action::ForgetManual { at, .. } => {
+                if state.manual.as_ref().is_some_and(|m| m.at() == *at) {
+                    state.manual = None;
+                }
+            }
             Action::DropWake { query_at, .. } => state.settle_wake(*query_at),
             Action::Sleep(s) => {
                 state.slept = Some(Slept { at: now, cause: s.cause, detail: s.detail.clone(), instance: s.instance.clone() });
-                state.manual = None;
                 // The sleep alert is the stop's one alert: no "stopped" follows.
                 state.announced = Some(Announced::Down);
                 state.woken_by = None;
@@ -260,6 +227,7 @@ pub fn decide(leaf: &LeafConfig, obs: &Observation<'_>, state: &LeafState, now: 
         && let Some(sleep) = operator(&mut plan, group, manual)
     {
         plan.actions.push(Action::Sleep(sleep));
+        plan.actions.push(Action::ForgetManual { at: manual.at(), why: None });
         return plan;
     }
     let waking = plan.actions.iter().any(|a| matches!(a, Action::Wake(_))) || wake(&mut plan, group, state, quarantine, obs.zone_holds_domain);
@@ -280,8 +248,9 @@ fn operator(plan: &mut Plan, group: &Group, manual: Manual) -> Option<Sleep> {
     match manual {
         Manual::Wake { at } if group.desired < 1 && group.max >= 1 => {
             plan.actions.push(Action::Wake(WakeRequest { query_at: at, edge: OPERATOR.to_owned() }));
+            plan.actions.push(Action::ForgetManual { at, why: None });
         }
-        Manual::Wake { .. } => plan.actions.push(Action::ForgetManual { why: "the ASG already wants an instance (or its max size is 0)" }),
+        Manual::Wake { at } => plan.actions.push(Action::ForgetManual { at, why: Some("the ASG already wants an instance (or its max size is 0)") }),
         Manual::Sleep { .. } if group.desired >= 1 => {
             let instance = match &plan.phase {
                 Phase::Up { instance, .. } | Phase::Stopping { instance } => Some(instance.clone()),
@@ -289,7 +258,7 @@ fn operator(plan: &mut Plan, group: &Group, manual: Manual) -> Option<Sleep> {
             };
             return Some(Sleep { cause: SleepCause::Manual, detail: "an operator ran `containerd sleep`".to_owned(), instance, quarantine_until: None });
         }
-        Manual::Sleep { .. } => plan.actions.push(Action::ForgetManual { why: "the leaf is already asleep" }),
+        Manual::Sleep { at } => plan.actions.push(Action::ForgetManual { at, why: Some("the leaf is already asleep") }),
     }
     None
 }

@@ -17,12 +17,17 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use crate::aws::Aws;
-use crate::clock;
+use crate::clock::Timeline;
 use crate::config::Config;
-use crate::leaf::{LeafState, Phase};
-use crate::state::StateStore;
+use crate::leaf::Phase;
+use crate::state::{LeafState, StateStore};
 use crate::status::{LeafView, Status};
-use crate::worker::{Activator, Task};
+use crate::worker::{Activator, Task, WorkerError};
+
+/// A pass stops issuing calls after this long (what is left waits for the next pass), so
+/// that a brown-out (connections accepted, answers never coming) makes passes slow, not
+/// stuck: the systemd watchdog keeps being fed and `/healthz` says AWS is slow.
+pub const PASS_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Everything the reconciler shares with the rest of the daemon.
 pub struct Shared {
@@ -36,24 +41,45 @@ pub struct Shared {
     pub status: Arc<Status>,
     /// The reconciler's own activator: after a wake or a stop the next look is immediate.
     pub again: Activator,
+    /// Wakes the outbox worker when alerts were queued.
+    pub outbox: Activator,
+    /// The daemon's time.
+    pub timeline: Arc<Timeline>,
 }
 
 /// The reconcile worker.
 pub struct Reconciler {
     shared: Shared,
     cache: observe::Cache,
+    /// The config the cache was last trimmed for.
+    trimmed_for: Option<Arc<Config>>,
 }
 
 impl Reconciler {
     /// A reconciler with an empty cache: its first ticks read everything they need.
     pub fn new(shared: Shared) -> Self {
-        Self { shared, cache: observe::Cache::default() }
+        Self { shared, cache: observe::Cache::default(), trimmed_for: None }
+    }
+
+    /// After a reload, forgets what it knew of leafs that left the config: their cache
+    /// entries, their state and their metric series.
+    fn trim(&mut self, config: &Arc<Config>) {
+        if self.trimmed_for.as_ref().is_some_and(|c| Arc::ptr_eq(c, config)) {
+            return;
+        }
+        self.trimmed_for = Some(Arc::clone(config));
+        let keep: std::collections::BTreeSet<String> = config.leafs.iter().map(|l| l.name().to_string()).collect();
+        self.cache.forget_leafs_except(&keep);
+        for gone in self.shared.store.forget_leafs_except(&keep) {
+            crate::metrics::forget("leaf", &gone);
+            tracing::info!(leaf = gone, "forgot a leaf that left the config");
+        }
     }
 }
 
 /// Problems the observation itself shows: a missing ASG, an instance without a public IP.
 fn conditions(leaf: &crate::config::LeafConfig, cache: &observe::Cache, report: &mut crate::problems::Report) {
-    use crate::problems::Problem;
+    use crate::state::Problem;
     let Some(group) = cache.groups.get(leaf.name().as_str()).and_then(|c| c.value.as_ref()) else {
         report.raised.push(Problem::asg_missing(leaf));
         return;
@@ -107,12 +133,14 @@ impl Task for Reconciler {
         "reconcile"
     }
 
-    async fn activate(&mut self) -> Result<String, String> {
-        let now = clock::now();
+    async fn activate(&mut self) -> Result<String, WorkerError> {
+        let now = self.shared.timeline.now();
+        let deadline = tokio::time::Instant::now() + PASS_DEADLINE;
         let config = Arc::clone(&self.shared.config.borrow());
+        self.trim(&config);
         let memory = self.shared.store.read(Clone::clone);
         let selected = observe::select(&config, &self.cache, &memory);
-        observe::observe(&self.shared.aws, &config, &mut self.cache, &memory, &selected, now).await.map_err(|e| e.to_string())?;
+        observe::observe(&self.shared.aws, &config, &mut self.cache, &memory, &selected, now).await?;
 
         let plans: Vec<(usize, decide::Plan)> = selected
             .iter()
@@ -155,22 +183,29 @@ impl Task for Reconciler {
         let names: Vec<String> = config.leafs.iter().map(|l| l.name().to_string()).collect();
         self.shared.status.update(views, &names);
         let shared = &self.shared;
-        let applied = apply::Apply { aws: &shared.aws, config: &config, cache: &mut self.cache, store: &shared.store, status: &shared.status, now }.run(&plans).await;
+        let applied = apply::Apply { aws: &shared.aws, config: &config, cache: &mut self.cache, store: &shared.store, status: &shared.status, now, deadline }.run(&plans).await;
         if applied.moved {
             // A wake or a stop reached AWS: look again without waiting a tick.
             shared.again.activate();
         }
+        let mut raised = Vec::new();
         for (i, _) in &plans {
             let leaf = &config.leafs[*i];
             let mut report = self.cache.reports.remove(leaf.name().as_str()).unwrap_or_default();
             conditions(leaf, &self.cache, &mut report);
             if !config.daemon.dry_run {
-                crate::problems::update(&shared.store, &config.daemon, leaf, report, now);
+                raised.extend(crate::problems::update(&shared.store, leaf, report).into_iter().map(|p| (*i, p)));
             }
         }
-        shared.store.save().await.map_err(|e| e.to_string())?;
-        crate::alerts::flush(&shared.store, &shared.aws.sns, config.daemon.dry_run).await.map_err(|e| e.to_string())?;
-        let summary = format!("observed {} leafs {phases:?}; {} actions done, {} failed", selected.len(), applied.done, applied.failed);
-        if applied.failed > 0 { Err(summary) } else { Ok(summary) }
+        crate::alerts::problems(&shared.store, &config, &raised, now);
+        shared.store.save().await?;
+        if shared.store.read(|s| !s.outbox.is_empty()) {
+            shared.outbox.activate();
+        }
+        let summary = format!("observed {} leafs {phases:?}; {} actions done, {} failed, {} deferred", selected.len(), applied.done, applied.failed, applied.deferred);
+        if applied.deferred > 0 {
+            return Err(WorkerError::new("slow", format!("{summary}: the pass reached its {}s deadline (AWS answers slowly)", PASS_DEADLINE.as_secs())));
+        }
+        if applied.failed > 0 { Err(WorkerError::new("partial", summary)) } else { Ok(summary) }
     }
 }

@@ -24,8 +24,8 @@ use crate::aws::{Aws, AwsError};
 use crate::clock::Timestamp;
 use crate::config::{Config, LeafConfig};
 use crate::crashloop::{ContainerExit, StoppedTask};
-use crate::leaf::{Announced, LeafState, Phase};
-use crate::state::State;
+use crate::leaf::Phase;
+use crate::state::{Announced, LeafState, State};
 use crate::watchdog::{self, Traffic};
 
 /// A value and when it was read (or written) by us.
@@ -97,6 +97,16 @@ impl Cache {
         self.services.get(leaf.name().as_str()).map_or(ServiceSeen::Unknown, |c| c.value.clone())
     }
 
+    /// Forgets every leaf not in `keep` (a reload removed it).
+    pub fn forget_leafs_except(&mut self, keep: &std::collections::BTreeSet<String>) {
+        self.groups.retain(|k, _| keep.contains(k));
+        self.records.retain(|k, _| keep.contains(k));
+        self.services.retain(|k, _| keep.contains(k));
+        self.traffic.retain(|k, _| keep.contains(k));
+        self.stopped.retain(|k, _| keep.contains(k));
+        self.reports.retain(|k, _| keep.contains(k));
+    }
+
     /// Remembers a desired capacity we have just set on the ASG of `leaf`. Without it the
     /// cache would still say what the group was before the write, and with more leafs than
     /// one DescribeAutoScalingGroups call holds, a just-woken leaf would count as settled
@@ -126,6 +136,11 @@ impl Cache {
     fn settled(&self, leaf: &LeafConfig, state: &State) -> bool {
         let name = leaf.name().as_str();
         let Some(group) = self.groups.get(name) else { return false };
+        if group.value.is_none() {
+            // The ASG does not exist: a problem alerted once. Looking for it every pass
+            // would cost a call per 100 such leafs per pass; the rotation finds it again.
+            return true;
+        }
         let asleep = group.value.as_ref().is_none_or(|g| g.desired == 0 && g.instances.is_empty());
         let memory = state.leafs.get(name);
         let quiet = memory.is_some_and(|m| m.wake.is_none() && m.manual.is_none() && m.announced == Some(Announced::Down));
@@ -410,6 +425,7 @@ async fn read_services(aws: &Aws, config: &Config, cache: &mut Cache, selected: 
 
 #[cfg(test)]
 mod tests {
+    use std::fmt::Write as _;
     use std::path::Path;
 
     use super::*;
@@ -417,7 +433,7 @@ mod tests {
     fn config(n: usize) -> Config {
         let mut text = String::from("[daemon]\nregion = \"us-west-2\"\nquery_log_group = \"g\"\n");
         for i in 0..n {
-            text.push_str(&format!("[[leaf]]\nname = \"l{i}\"\ndomain = \"l{i}.example.com\"\nhosted_zone_id = \"Z1\"\nasg = \"a{i}\"\n[leaf.watchdog]\nthreshold = 1\n"));
+            let _ = write!(text, "[[leaf]]\nname = \"l{i}\"\ndomain = \"l{i}.example.com\"\nhosted_zone_id = \"Z1\"\nasg = \"a{i}\"\n[leaf.watchdog]\nthreshold = 1\n");
         }
         Config::parse(Path::new("t.toml"), &text).unwrap()
     }
@@ -434,7 +450,7 @@ mod tests {
         let c = config(250);
         let (mut cache, mut state) = (Cache::default(), State::default());
         for (i, leaf) in c.leafs.iter().enumerate() {
-            settle(&mut cache, &mut state, leaf, i as i64);
+            settle(&mut cache, &mut state, leaf, i64::try_from(i).unwrap());
             cache.records.clear();
         }
         assert_eq!(select(&c, &cache, &state).len(), NAMES_PER_CALL, "one call, not three, while records are unknown");
@@ -451,7 +467,7 @@ mod tests {
         let c = config(250);
         let (mut cache, mut state) = (Cache::default(), State::default());
         for (i, leaf) in c.leafs.iter().enumerate() {
-            settle(&mut cache, &mut state, leaf, 1000 - i as i64);
+            settle(&mut cache, &mut state, leaf, 1000 - i64::try_from(i).unwrap());
         }
         let picked = select(&c, &cache, &state);
         assert_eq!(picked.len(), NAMES_PER_CALL, "one full call, not three");
@@ -476,7 +492,7 @@ mod tests {
         let c = config(1000);
         let (mut cache, mut state) = (Cache::default(), State::default());
         for (i, leaf) in c.leafs.iter().enumerate() {
-            settle(&mut cache, &mut state, leaf, if i == 0 { 9_999 } else { i as i64 });
+            settle(&mut cache, &mut state, leaf, if i == 0 { 9_999 } else { i64::try_from(i).unwrap() });
         }
         assert!(!select(&c, &cache, &state).contains(&0), "l0 was checked last: its turn is ten calls away");
         // The wake was applied: AWS now wants one instance, and the memory holds no pending wake.

@@ -4,21 +4,13 @@
 //! writes query logs), not adjustable, shared with every other tool of the account. The
 //! tail spends at most `query_log_calls_per_second` of it (default 2.5, a tenth) from a
 //! token bucket: head reads first (a player may be waiting), sweep pages only from what
-//! is left. A throttled or failing read backs off per log group, doubling up to a minute,
-//! with jitter so that two daemons (or a daemon and a script) do not retry in step.
+//! is left. A throttled or failing read backs off per log group (see [`crate::backoff`]).
 //!
 //! Time here is monotonic (`Instant`, passed in): a wall-clock step must not refill the
-//! bucket or end a back-off early.
+//! bucket.
 
-use std::time::Duration;
 
 use tokio::time::Instant;
-
-/// The longest back-off after repeated failures.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
-
-/// The first back-off after a failure.
-pub const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 
 /// A token bucket of calls.
 #[derive(Debug, Clone)]
@@ -61,69 +53,11 @@ impl Budget {
     }
 }
 
-/// A small xorshift generator for jitter; seeded once per process. Not for secrets.
-#[derive(Debug, Clone)]
-pub struct Jitter(u64);
-
-impl Jitter {
-    /// Seeded from the clock and the pid, so two daemons started together differ.
-    pub fn from_entropy() -> Self {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-        #[allow(clippy::cast_possible_truncation, reason = "only the low bits are wanted for a seed")]
-        let seed = (nanos as u64) ^ (u64::from(std::process::id()) << 32) | 1;
-        Self(seed)
-    }
-
-    /// A fixed seed, for tests.
-    pub fn seeded(seed: u64) -> Self {
-        Self(seed | 1)
-    }
-
-    /// A factor in [0.5, 1.5).
-    pub fn factor(&mut self) -> f64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        #[allow(clippy::cast_precision_loss, reason = "53 bits of randomness are plenty for jitter")]
-        let unit = (self.0 >> 11) as f64 / (1u64 << 53) as f64;
-        0.5 + unit
-    }
-}
-
-/// Back-off of one log group's reads.
-#[derive(Debug, Clone, Default)]
-pub struct Backoff {
-    /// Failures in a row.
-    pub failures: u32,
-    /// No read before this.
-    pub until: Option<Instant>,
-}
-
-impl Backoff {
-    /// True while reads must wait.
-    pub fn waiting(&self, now: Instant) -> bool {
-        self.until.is_some_and(|u| now < u)
-    }
-
-    /// A read failed: wait 1 s, 2 s, 4 s ... up to a minute, times a jitter factor.
-    pub fn failed(&mut self, now: Instant, jitter: &mut Jitter) -> Duration {
-        self.failures = self.failures.saturating_add(1);
-        let doubled = FIRST_BACKOFF.saturating_mul(1 << self.failures.saturating_sub(1).min(16));
-        let wait = doubled.min(MAX_BACKOFF).mul_f64(jitter.factor());
-        self.until = Some(now + wait);
-        wait
-    }
-
-    /// A read succeeded: no more waiting.
-    pub fn succeeded(&mut self) {
-        self.failures = 0;
-        self.until = None;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use std::time::Duration;
 
     #[test]
     fn the_bucket_allows_its_rate_and_keeps_a_reserve_for_heads() {
@@ -138,26 +72,4 @@ mod tests {
         assert!((150..=154).contains(&per_minute), "{per_minute} calls in a minute at 2.5/s: 150, plus the 4 left in the bucket");
     }
 
-    #[test]
-    fn backoff_doubles_with_jitter_up_to_a_minute_and_resets() {
-        let t0 = Instant::now();
-        let mut jitter = Jitter::seeded(42);
-        let mut b = Backoff::default();
-        let waits: Vec<Duration> = (0..10).map(|_| b.failed(t0, &mut jitter)).collect();
-        assert!(waits[0] >= Duration::from_millis(500) && waits[0] < Duration::from_millis(1500), "{waits:?}");
-        assert!(waits[3] >= Duration::from_secs(4) && waits[3] < Duration::from_secs(12), "{waits:?}");
-        assert!(waits.iter().all(|w| *w < Duration::from_secs(90)), "{waits:?}");
-        assert!(b.waiting(t0 + Duration::from_millis(100)));
-        b.succeeded();
-        assert!(!b.waiting(t0));
-    }
-
-    #[test]
-    fn jitter_spreads_and_two_seeds_differ() {
-        let (mut a, mut b) = (Jitter::seeded(1), Jitter::seeded(2));
-        let xs: Vec<f64> = (0..100).map(|_| a.factor()).collect();
-        assert!(xs.iter().all(|x| (0.5..1.5).contains(x)));
-        assert!(xs.iter().any(|x| *x < 0.8) && xs.iter().any(|x| *x > 1.2));
-        assert_ne!(a.factor(), b.factor());
-    }
 }

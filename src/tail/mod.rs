@@ -24,13 +24,14 @@ use tokio::time::Instant;
 
 use crate::aws::logs::{LogsApi, PageRequest};
 use crate::aws::AwsError;
-use crate::clock::{self, Timestamp};
+use crate::clock::{Timeline, Timestamp};
 use crate::config::Config;
 use crate::events;
 use crate::state::StateStore;
 use crate::status::{QueryLogView, Status};
-use crate::worker::{Activator, Task};
-use budget::{Backoff, Budget, Jitter};
+use crate::backoff::{Backoff, Jitter};
+use crate::worker::{Activator, Task, WorkerError};
+use budget::Budget;
 pub use window::{event_key, GroupTail, Pass, MAX_CATCH_UP_MS};
 
 /// Head pages one poll may read per group: a filtered head is one page; an unfiltered
@@ -40,19 +41,39 @@ const HEAD_PAGES: usize = 3;
 /// Sweep pages one poll may read per group, so that a catch-up never delays the next head.
 const SWEEP_PAGES: usize = 4;
 
+/// Beyond its first page, the sweep reads on only while the poll has used less than this
+/// share of `poll_interval`: a page of 10,000 lines takes a while to come and to parse,
+/// and the next head read (a waiting player) must not queue behind a catch-up.
+const SWEEP_SHARE_OF_POLL: u32 = 2;
+
 /// After a poll that read this many lines, and on the first quiet poll after such
 /// polls, freed memory is handed back to the system (a burst's pages would otherwise
 /// stay resident in the allocator's free lists).
 const TRIM_AFTER_LINES: usize = 2_000;
 
+/// What the tail works with and whom it tells.
+pub struct Links {
+    /// The current config (replaced on SIGHUP).
+    pub config: watch::Receiver<Arc<Config>>,
+    /// CloudWatch Logs.
+    pub logs: LogsApi,
+    /// Persistent state: wake requests and how far the log has been read.
+    pub store: Arc<StateStore>,
+    /// Activated when a sleeping leaf was asked for.
+    pub reconcile: Activator,
+    /// Activated when a problem alert was queued.
+    pub outbox: Activator,
+    /// What `/status` shows.
+    pub status: Arc<Status>,
+    /// The daemon's time; query-log ingestion times move it forward when ours is behind.
+    pub timeline: Arc<Timeline>,
+}
+
 /// The tail worker: one [`GroupTail`] per log group.
 pub struct Tail {
-    config: watch::Receiver<Arc<Config>>,
-    logs: LogsApi,
-    store: Arc<StateStore>,
-    reconcile: Activator,
-    status: Arc<Status>,
+    links: Links,
     lookback_ms: i64,
+    poll_interval: std::time::Duration,
     groups: Vec<Group>,
     budget: Budget,
     jitter: Jitter,
@@ -73,8 +94,8 @@ struct Group {
 }
 
 /// What one poll did, for the worker's summary.
-#[derive(Default)]
 struct Poll {
+    started: Instant,
     lines: usize,
     wakes: usize,
     activate: bool,
@@ -83,10 +104,10 @@ struct Poll {
 
 impl Tail {
     /// A tail following `config` (and its replacements on reload).
-    pub fn new(mut config: watch::Receiver<Arc<Config>>, logs: LogsApi, store: Arc<StateStore>, reconcile: Activator, status: Arc<Status>) -> Self {
-        let current = Arc::clone(&config.borrow_and_update());
+    pub fn new(mut links: Links) -> Self {
+        let current = Arc::clone(&links.config.borrow_and_update());
         let budget = Budget::new(current.daemon.query_log_calls_per_second(), Instant::now());
-        let mut tail = Self { config, logs, store, reconcile, status, lookback_ms: 0, groups: Vec::new(), budget, jitter: Jitter::from_entropy(), turn: 0, busy: false };
+        let mut tail = Self { links, lookback_ms: 0, poll_interval: std::time::Duration::ZERO, groups: Vec::new(), budget, jitter: Jitter::from_entropy(), turn: 0, busy: false };
         tail.follow(&current);
         tail
     }
@@ -111,6 +132,7 @@ impl Tail {
             .collect();
         self.groups.sort_by(|a, b| a.tail.group.cmp(&b.tail.group));
         self.lookback_ms = config.daemon.query_log_lookback.as_millis();
+        self.poll_interval = config.daemon.poll_interval.0;
     }
 
     /// Reads the newest part of one group's log; false when the group must wait.
@@ -127,14 +149,14 @@ impl Tail {
             }
             let pattern = g.tail.pattern().map(str::to_owned);
             let req = PageRequest { group: &g.tail.group, from, until: None, pattern: pattern.as_deref(), token };
-            let page = match self.logs.page(req).await {
+            let page = match self.links.logs.page(req).await {
                 Ok(page) => page,
                 Err(e) => {
                     fail(g, e, &mut self.jitter, poll);
                     return false;
                 }
             };
-            fold(&self.store, g, Pass::Head, &page.events, from, now, poll);
+            fold(&self.links, g, Pass::Head, &page.events, from, now, poll);
             token = page.next_token;
             if token.is_none() {
                 g.tail.head_complete(from, now);
@@ -148,18 +170,22 @@ impl Tail {
 
     /// Continues one group's sweep within what the budget leaves after the heads.
     async fn sweep(&mut self, i: usize, now: Timestamp, poll: &mut Poll) {
+        let until = poll.started + self.poll_interval / SWEEP_SHARE_OF_POLL;
         let lookback = self.lookback_ms;
         #[allow(clippy::cast_precision_loss, reason = "a handful of groups")]
         let reserve = self.groups.len() as f64;
-        for _ in 0..SWEEP_PAGES {
+        for page_no in 0..SWEEP_PAGES {
+            if page_no > 0 && Instant::now() >= until {
+                return;
+            }
             let g = &mut self.groups[i];
-            let chunk = self.store.read(|s| g.tail.sweep_chunk(s, now, lookback).cloned());
+            let chunk = self.links.store.read(|s| g.tail.sweep_chunk(s, now, lookback).cloned());
             let Some(chunk) = chunk else { return };
             if !self.budget.take_leaving(Instant::now(), reserve) {
                 return;
             }
             let req = PageRequest { group: &g.tail.group, from: chunk.from, until: Some(chunk.until), pattern: None, token: chunk.token.clone() };
-            let page = match self.logs.page(req).await {
+            let page = match self.links.logs.page(req).await {
                 Ok(page) => page,
                 Err(e) => {
                     g.tail.sweep_failed();
@@ -167,8 +193,8 @@ impl Tail {
                     return;
                 }
             };
-            fold(&self.store, g, Pass::Sweep, &page.events, chunk.from, now, poll);
-            self.store.change(|s| {
+            fold(&self.links, g, Pass::Sweep, &page.events, chunk.from, now, poll);
+            self.links.store.change(|s| {
                 let persist = g.tail.sweep_page_done(page.next_token, s, now);
                 ((), persist)
             });
@@ -178,16 +204,21 @@ impl Tail {
     /// A log group that does not exist (yet) or cannot be read is a problem of every
     /// leaf logging to it: no DNS query will wake them.
     fn report(&mut self, now: Timestamp) {
-        let config = Arc::clone(&self.config.borrow());
+        let config = Arc::clone(&self.links.config.borrow());
         if config.daemon.dry_run {
             return;
         }
         let outcomes: HashMap<&str, &Result<(), AwsError>> = self.groups.iter().filter_map(|g| Some((g.tail.group.as_str(), g.outcome.as_ref()?))).collect();
-        for leaf in &config.leafs {
+        let mut raised = Vec::new();
+        for (i, leaf) in config.leafs.iter().enumerate() {
             let Some(result) = outcomes.get(leaf.log_group(&config.daemon).as_str()) else { continue };
             let mut report = crate::problems::Report::default();
             report.call(leaf, result.as_ref().copied(), "logs", "FilterLogEvents");
-            crate::problems::update(&self.store, &config.daemon, leaf, report, now);
+            raised.extend(crate::problems::update(&self.links.store, leaf, report).into_iter().map(|p| (i, p)));
+        }
+        if !raised.is_empty() {
+            crate::alerts::problems(&self.links.store, &config, &raised, now);
+            self.links.outbox.activate();
         }
     }
 
@@ -197,7 +228,7 @@ impl Tail {
             .groups
             .iter()
             .map(|g| {
-                let swept = self.store.read(|s| g.tail.swept_until(s, now, self.lookback_ms));
+                let swept = self.links.store.read(|s| g.tail.swept_until(s, now, self.lookback_ms));
                 let backoff_ms = g.backoff.until.map(|u| u.saturating_duration_since(Instant::now()).as_millis()).filter(|ms| *ms > 0);
                 QueryLogView {
                     group: g.tail.group.clone(),
@@ -215,13 +246,16 @@ impl Tail {
                 }
             })
             .collect();
-        self.status.set_query_log(views);
+        self.links.status.set_query_log(views);
     }
 }
 
 /// Folds a page into the state and the poll's tally.
-fn fold(store: &StateStore, g: &mut Group, pass: Pass, events: &[crate::aws::logs::LogEvent], from: Timestamp, now: Timestamp, poll: &mut Poll) {
-    let done = store.change(|s| {
+fn fold(links: &Links, g: &mut Group, pass: Pass, events: &[crate::aws::logs::LogEvent], from: Timestamp, now: Timestamp, poll: &mut Poll) {
+    if let Some(newest) = events.iter().filter_map(|e| e.ingestion).max() {
+        links.timeline.observe_aws(newest);
+    }
+    let done = links.store.change(|s| {
         let done = g.tail.fold(pass, events, from, now, s);
         let changed = done.changed;
         (done, changed)
@@ -252,13 +286,13 @@ impl Task for Tail {
         "tail"
     }
 
-    async fn activate(&mut self) -> Result<String, String> {
-        if self.config.has_changed().unwrap_or(false) {
-            let config = Arc::clone(&self.config.borrow_and_update());
+    async fn activate(&mut self) -> Result<String, WorkerError> {
+        if self.links.config.has_changed().unwrap_or(false) {
+            let config = Arc::clone(&self.links.config.borrow_and_update());
             self.follow(&config);
         }
-        let now = clock::now();
-        let mut poll = Poll::default();
+        let now = self.links.timeline.now();
+        let mut poll = Poll { started: Instant::now(), lines: 0, wakes: 0, activate: false, errors: Vec::new() };
         let n = self.groups.len();
         self.turn = self.turn.wrapping_add(1);
         for k in 0..n {
@@ -274,7 +308,7 @@ impl Task for Tail {
             }
             let g = &self.groups[i];
             events::tail_polled(&g.tail.group, g.tail.newest, now);
-            self.store.change(|s| ((), g.tail.prune(s, now, self.lookback_ms)));
+            self.links.store.change(|s| ((), g.tail.prune(s, now, self.lookback_ms)));
         }
         let busy = poll.lines >= TRIM_AFTER_LINES;
         let was_busy = std::mem::replace(&mut self.busy, busy);
@@ -284,11 +318,11 @@ impl Task for Tail {
         self.report(now);
         self.publish(now);
         // Persist before anyone acts on the wake, so a crash cannot lose it.
-        self.store.save().await.map_err(|e| e.to_string())?;
+        self.links.store.save().await?;
         if poll.activate {
-            self.reconcile.activate();
+            self.links.reconcile.activate();
         }
-        if poll.errors.is_empty() { Ok(format!("{} lines read, {} wake requests", poll.lines, poll.wakes)) } else { Err(poll.errors.join("; ")) }
+        if poll.errors.is_empty() { Ok(format!("{} lines read, {} wake requests", poll.lines, poll.wakes)) } else { Err(WorkerError::new("aws:query_log", poll.errors.join("; "))) }
     }
 }
 

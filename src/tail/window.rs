@@ -23,7 +23,7 @@ use super::parse;
 use crate::aws::logs::LogEvent;
 use crate::clock::{Timestamp, CLOCK_SKEW_MS};
 use crate::events;
-use crate::leaf::Announced;
+use crate::state::Announced;
 use crate::state::{State, TailState};
 
 /// How far back the sweep reaches after a restart: queries older than this are from
@@ -45,7 +45,7 @@ pub fn sweep_every_ms(lookback_ms: i64) -> i64 {
 pub const MAX_CHUNK_MS: i64 = 5 * 60_000;
 
 /// Delivery delays are remembered per minute for this many minutes.
-const DELAY_MINUTES: usize = 10;
+const DELAY_MINUTES: i64 = 10;
 
 /// `swept_until` is persisted at most this often when nothing else changed.
 const PERSIST_EVERY_MS: i64 = 30_000;
@@ -85,7 +85,7 @@ impl Delays {
             Some((m, max)) if *m == minute => *max = (*max).max(delay),
             _ => self.minutes.push_back((minute, delay)),
         }
-        while self.minutes.front().is_some_and(|(m, _)| minute - m >= DELAY_MINUTES as i64) {
+        while self.minutes.front().is_some_and(|(m, _)| minute - m >= DELAY_MINUTES) {
             self.minutes.pop_front();
         }
     }
@@ -93,7 +93,7 @@ impl Delays {
     /// The largest delay of the last minutes, if any event was seen.
     pub fn max(&self, now: Timestamp) -> Option<i64> {
         let minute = now.0.div_euclid(60_000);
-        self.minutes.iter().filter(|(m, _)| minute - m < DELAY_MINUTES as i64).map(|(_, d)| *d).max()
+        self.minutes.iter().filter(|(m, _)| minute - m < DELAY_MINUTES).map(|(_, d)| *d).max()
     }
 }
 

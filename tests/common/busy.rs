@@ -18,6 +18,7 @@ pub struct Zone {
     /// The zone's apex; unrelated names are made under it.
     pub apex: String,
     /// Its id, as the lines carry it.
+    #[allow(clippy::struct_field_names, reason = "a hosted zone's id is called zone_id everywhere in Route53")]
     pub zone_id: String,
     /// Lines per second.
     pub lines_per_second: usize,
@@ -60,9 +61,9 @@ pub async fn create_streams(world: &World, group: &str, zone: &Zone) {
 fn unrelated(rng: &mut Rng, apex: &str) -> (String, &'static str) {
     const LABELS: [&str; 6] = ["www", "api", "mail", "cdn", "shop", "status"];
     const TYPES: [&str; 4] = ["A", "AAAA", "MX", "TXT"];
-    let label = LABELS[rng.below(LABELS.len() as u64) as usize];
+    let label = rng.pick(&LABELS);
     let name: String = format!("{label}.{apex}").chars().map(|c| if rng.next() < 0.5 { c.to_ascii_uppercase() } else { c }).collect();
-    (name, TYPES[rng.below(TYPES.len() as u64) as usize])
+    (name, *rng.pick(&TYPES))
 }
 
 /// Starts writing `zone`'s traffic into `group` (streams made by [`create_streams`]).
@@ -85,12 +86,12 @@ pub fn start(world: &World, group: &str, zone: &Zone, seed: u64) -> Traffic {
             for _ in 0..per_tick {
                 let at = now - i64::try_from(rng.below(u64::try_from(delay_ms).unwrap_or(0) + 1)).unwrap_or(0);
                 let (name, qtype) = unrelated(&mut rng, &zone.apex);
-                batches[rng.below(4) as usize].push((at, query_line(at, &zone.zone_id, &name, qtype)));
+                batches[usize::try_from(rng.below(4)).unwrap()].push((at, query_line(at, &zone.zone_id, &name, qtype)));
             }
             for mut batch in batches.into_iter().filter(|b| !b.is_empty()) {
                 batch.sort_by_key(|(at, _)| *at);
                 let n = batch.len();
-                let stream = &streams[rng.below(streams.len() as u64) as usize];
+                let stream = rng.pick(&streams);
                 let events = batch.into_iter().map(|(at, line)| InputLogEvent::builder().timestamp(at).message(line).build().unwrap());
                 if logs.put_log_events().log_group_name(&group).log_stream_name(stream).set_log_events(Some(events.collect())).send().await.is_ok() {
                     written2.fetch_add(n, Ordering::Relaxed);

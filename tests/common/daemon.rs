@@ -79,7 +79,7 @@ impl Daemon {
     /// Sends `signal` (e.g. 1 for SIGHUP).
     pub fn signal(&self, signal: i32) {
         // SAFETY: plain kill(2) on a pid we own.
-        unsafe { libc_kill(self.pid() as i32, signal) };
+        unsafe { libc_kill(i32::try_from(self.pid()).unwrap(), signal) };
     }
 
     /// Waits for the process to exit on its own; its exit code.
@@ -135,6 +135,28 @@ impl Daemon {
         .await;
     }
 
+    /// Replaces the daemon's config file with `text` (made for another port: its own
+    /// `listen` is kept), sends SIGHUP and waits until the reload is logged.
+    pub async fn reload(&self, text: &str) {
+        let listen = format!("listen = \"{}\"", self.http_addr());
+        let text: Vec<String> = text.lines().map(|l| if l.starts_with("listen = ") { listen.clone() } else { l.to_owned() }).collect();
+        let before = self.lines_with(&["config reloaded"]).len();
+        std::fs::write(&self.config, text.join("\n")).unwrap();
+        self.signal(1);
+        super::eventually("the reload to be logged", Duration::from_secs(30), || async { (self.lines_with(&["config reloaded"]).len() > before).then_some(()) }).await;
+    }
+
+    /// Waits until the daemon has looked twice more (two passes of both loops) and its
+    /// outbox is empty: whatever those passes decided has been published.
+    pub async fn quiet(&self) {
+        self.passes(2).await;
+        super::eventually("an empty outbox", Duration::from_secs(60), || async {
+            let status = self.status().await;
+            (status["outbox"]["queued"].as_u64() == Some(0)).then_some(())
+        })
+        .await;
+    }
+
     /// Runs the CLI (`containerd --config <config> <args>`): (exit code, stdout, stderr).
     pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
         let out = Command::new(env!("CARGO_BIN_EXE_containerd")).arg("--config").arg(&self.config).args(args).output().expect("run containerd");
@@ -177,10 +199,22 @@ impl Daemon {
 
     /// SIGTERM and wait; returns the exit code.
     pub fn stop(&mut self) -> Option<i32> {
+        self.stop_timed().0
+    }
+
+    /// Like [`Daemon::stop`], also saying how long the exit took.
+    pub fn stop_timed(&mut self) -> (Option<i32>, Duration) {
+        let started = std::time::Instant::now();
+        let code = self.terminate();
+        (code, started.elapsed())
+    }
+
+    fn terminate(&mut self) -> Option<i32> {
         let mut c = self.child.take()?;
         // SAFETY: plain kill(2) on a pid we own.
-        unsafe { libc_kill(c.id() as i32, 15) };
-        for _ in 0..100 {
+        unsafe { libc_kill(i32::try_from(c.id()).unwrap(), 15) };
+        // As long as systemd would wait (TimeoutStopSec=30s), then SIGKILL as it would.
+        for _ in 0..300 {
             if let Ok(Some(status)) = c.try_wait() {
                 return status.code();
             }

@@ -33,6 +33,11 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{t}-{n}", std::process::id() % 10_000)
 }
 
+/// Milliseconds as seconds, for printed figures.
+pub fn secs(ms: i64) -> f64 {
+    Duration::from_millis(ms.unsigned_abs()).as_secs_f64().copysign(if ms < 0 { -1.0 } else { 1.0 })
+}
+
 /// Polls `check` until it returns Some or `timeout` passes; the panic names `what`.
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
 where
@@ -113,5 +118,11 @@ impl Rng {
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
         let k = (self.next() * n as f64) as u64;
         k.min(n.saturating_sub(1))
+    }
+
+    /// A uniformly chosen element of `items`.
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        let i = self.below(u64::try_from(items.len()).unwrap());
+        &items[usize::try_from(i).unwrap()]
     }
 }

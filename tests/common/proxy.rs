@@ -38,10 +38,14 @@ pub struct Faults {
     pub delay: (f64, Duration),
     /// Refuse every connection.
     pub outage: bool,
+    /// A brown-out: accept every request and never answer it (while this is set).
+    pub blackhole: bool,
     /// Requests whose service, operation and body or path match are denied.
     pub deny: Vec<Deny>,
     /// Operations that are always throttled (`FilterLogEvents`, say).
     pub throttle_operations: Vec<String>,
+    /// Requests matching one of these are always throttled (one SNS topic, say).
+    pub throttle_matching: Vec<Deny>,
 }
 
 impl Faults {
@@ -77,12 +81,14 @@ pub struct Stats {
     pub delayed: AtomicU64,
     /// Refused (outage).
     pub refused: AtomicU64,
+    /// Held without an answer (brown-out).
+    pub blackholed: AtomicU64,
 }
 
 impl Stats {
     /// Faults injected so far, all kinds.
     pub fn injected(&self) -> u64 {
-        [&self.server_errors, &self.throttled, &self.denied, &self.cut, &self.delayed, &self.refused].iter().map(|c| c.load(Ordering::Relaxed)).sum()
+        [&self.server_errors, &self.throttled, &self.denied, &self.cut, &self.delayed, &self.refused, &self.blackholed].iter().map(|c| c.load(Ordering::Relaxed)).sum()
     }
 }
 
@@ -126,7 +132,7 @@ impl Proxy {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let faults = Arc::new(Mutex::new(Faults::default()));
         let stats = Arc::new(Stats::default());
-        let seed = std::env::var("CM_FAULT_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| super::now_ms() as u64 | 1);
+        let seed = std::env::var("CM_FAULT_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| super::now_ms().unsigned_abs() | 1);
         println!("fault proxy {url} -> {upstream} (CM_FAULT_SEED={seed})");
         let rng = Arc::new(Mutex::new(Rng::new(seed)));
         let upstream = upstream.trim_start_matches("http://").to_owned();
@@ -170,19 +176,30 @@ async fn handle(req: Request<Incoming>, faults: &Mutex<Faults>, stats: &Stats, r
     stats.requests.fetch_add(1, Ordering::Relaxed);
     let at_ms = super::now_ms();
     let (parts, body) = req.into_parts();
-    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = body.collect().await.map(http_body_util::Collected::to_bytes).unwrap_or_default();
     let service = signing_service(&parts.headers);
     let protocol = Protocol::of(&service, &parts.headers);
-    let faults = faults.lock().unwrap().clone();
+    let faults_lock = faults;
+    let faults = faults_now(faults_lock);
     let text = format!("{} {}", parts.uri, String::from_utf8_lossy(&body));
     let op = operation(&parts, &body);
     let record = |response_bytes: usize| calls.lock().unwrap().push(Call { at_ms, service: service.clone(), operation: op.clone(), text: text.clone(), response_bytes });
+    if faults.blackhole {
+        stats.blackholed.fetch_add(1, Ordering::Relaxed);
+        record(0);
+        // Never answered while the brown-out lasts (the daemon gives up on its own);
+        // then the connection is let go so that nothing outlives the test.
+        while faults_now(faults_lock).blackhole {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        return protocol.error(ErrorCase::Server);
+    }
     if faults.deny.iter().any(|d| d.service == service && d.contains.iter().all(|c| text.contains(c.as_str()))) {
         stats.denied.fetch_add(1, Ordering::Relaxed);
         record(0);
         return protocol.error(ErrorCase::Denied);
     }
-    if faults.throttle_operations.contains(&op) {
+    if faults.throttle_operations.contains(&op) || faults.throttle_matching.iter().any(|d| d.service == service && d.contains.iter().all(|c| text.contains(c.as_str()))) {
         stats.throttled.fetch_add(1, Ordering::Relaxed);
         record(0);
         return protocol.error(ErrorCase::Throttle);
@@ -220,9 +237,13 @@ async fn handle(req: Request<Incoming>, faults: &Mutex<Faults>, stats: &Stats, r
         }
         Err(e) => {
             record(0);
-            protocol.error_text(502, &format!("proxy could not reach the emulator: {e}"))
+            Protocol::error_text(502, &format!("proxy could not reach the emulator: {e}"))
         }
     }
+}
+
+fn faults_now(faults: &Mutex<Faults>) -> Faults {
+    faults.lock().unwrap().clone()
 }
 
 async fn forward(parts: hyper::http::request::Parts, body: Bytes, upstream: &str) -> Result<Response<Bytes>, String> {
@@ -357,7 +378,7 @@ impl Protocol {
         resp.body(ProxyBody::Full(Full::new(Bytes::from(body)))).unwrap()
     }
 
-    fn error_text(self, status: u16, text: &str) -> Reply {
+    fn error_text(status: u16, text: &str) -> Reply {
         Response::builder().status(status).header("content-type", "text/plain").body(ProxyBody::Full(Full::new(Bytes::from(text.to_owned())))).unwrap()
     }
 }
@@ -365,12 +386,12 @@ impl Protocol {
 /// `{"__type": code, "message": message}` in CBOR.
 fn cbor_error(code: &str, message: &str) -> Vec<u8> {
     fn text(out: &mut Vec<u8>, s: &str) {
-        let len = s.len();
+        let len = u8::try_from(s.len()).expect("error texts are short");
         if len < 24 {
-            out.push(0x60 | len as u8);
+            out.push(0x60 | len);
         } else {
             out.push(0x78);
-            out.push(len as u8);
+            out.push(len);
         }
         out.extend_from_slice(s.as_bytes());
     }

@@ -1,9 +1,12 @@
 //! Provisioning leafs in the emulators with the real SDK, and reading back what the
 //! daemon did to them, the way an operator would look in the AWS console.
 
+use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
+
+use super::Daemon;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_autoscaling::types::LaunchTemplateSpecification;
@@ -74,6 +77,9 @@ pub struct Alert {
     pub subject: String,
     /// Body.
     pub message: String,
+    /// The daemon's id for the alert (the `alert_id` message attribute): the same alert
+    /// delivered twice has the same id.
+    pub id: String,
 }
 
 /// SDK clients for every emulated service, and a scratch directory.
@@ -242,19 +248,19 @@ impl World {
         let mut text = String::from("[daemon]\n");
         for (key, fast) in [("poll_interval", "\"500ms\""), ("reconcile_interval", "\"1s\""), ("query_log_calls_per_second", "10")] {
             if !extra.contains(key) {
-                text.push_str(&format!("{key} = {fast}\n"));
+                let _ = writeln!(text, "{key} = {fast}");
             }
         }
-        text.push_str(&format!("region = \"{REGION}\"\nstate_file = \"{}\"\nlisten = \"127.0.0.1:{}\"\n{extra}\n", self.dir.join("state.json").display(), super::free_port()));
+        let _ = write!(text, "region = \"{REGION}\"\nstate_file = \"{}\"\nlisten = \"127.0.0.1:{}\"\n{extra}\n", self.dir.join("state.json").display(), super::free_port());
         for l in leafs {
-            text.push_str(&format!(
+            let _ = write!(text, 
                 "\n[[leaf]]\nname = \"{}\"\ndomain = \"{}\"\nhosted_zone_id = \"{}\"\nasg = \"{}\"\nquery_log_group = \"{}\"\nalert_topic_arn = \"{}\"\n",
                 l.name, l.domain, l.zone_id, l.asg, l.log_group, l.topic_arn
-            ));
+            );
             if let Some((cluster, service)) = &l.ecs {
-                text.push_str(&format!("ecs_cluster = \"{cluster}\"\necs_service = \"{service}\"\n"));
+                let _ = writeln!(text, "ecs_cluster = \"{cluster}\"\necs_service = \"{service}\"");
             }
-            text.push_str(&format!("[leaf.watchdog]\nthreshold = 1175\n{leaf_extra}\n"));
+            let _ = writeln!(text, "[leaf.watchdog]\nthreshold = 1175\n{leaf_extra}");
         }
         let path = self.dir.join(format!("leafs-{}.toml", super::unique("cfg")));
         std::fs::write(&path, text).unwrap();
@@ -305,7 +311,7 @@ impl World {
         let id = out.auto_scaling_groups()[0]
             .instances()
             .iter()
-            .find(|i| i.lifecycle_state().map(|s| s.as_str()) == Some("InService"))?
+            .find(|i| i.lifecycle_state().map(aws_sdk_autoscaling::types::LifecycleState::as_str) == Some("InService"))?
             .instance_id()?
             .to_owned();
         let out = self.ec2.describe_instances().instance_ids(id).send().await.expect("describe instances");
@@ -431,7 +437,7 @@ impl World {
     pub async fn instance_id(&self, leaf: &Leaf) -> Option<String> {
         let out = self.asg.describe_auto_scaling_groups().auto_scaling_group_names(&leaf.asg).send().await.expect("describe ASG");
         let group = out.auto_scaling_groups().first()?;
-        let i = group.instances().iter().find(|i| i.lifecycle_state().map(|s| s.as_str()) == Some("InService"))?;
+        let i = group.instances().iter().find(|i| i.lifecycle_state().map(aws_sdk_autoscaling::types::LifecycleState::as_str) == Some("InService"))?;
         i.instance_id().map(str::to_owned)
     }
 
@@ -447,6 +453,7 @@ impl World {
                 leaf.received.lock().unwrap().push(Alert {
                     subject: body["Subject"].as_str().unwrap_or_default().to_owned(),
                     message: body["Message"].as_str().unwrap_or_default().to_owned(),
+                    id: body["MessageAttributes"]["alert_id"]["Value"].as_str().unwrap_or_default().to_owned(),
                 });
                 self.sqs.delete_message().queue_url(&leaf.queue_url).receipt_handle(m.receipt_handle().unwrap()).send().await.expect("delete");
             }
@@ -454,14 +461,20 @@ impl World {
         leaf.received.lock().unwrap().clone()
     }
 
-    /// Waits until the leaf has received `n` alerts, then a little longer to catch a
-    /// duplicate, and returns them all.
-    pub async fn settled_alerts(&self, leaf: &Leaf, n: usize) -> Vec<Alert> {
+    /// Waits until the leaf has received `n` alerts and the daemon has settled (see
+    /// [`Daemon::quiet`]), then until every delivery SNS accepted for the leaf's topic
+    /// has arrived, and returns them all: a duplicate would be among them.
+    pub async fn settled_alerts(&self, daemon: &Daemon, leaf: &Leaf, n: usize) -> Vec<Alert> {
         super::eventually(&format!("{n} alerts for {}", leaf.name), Duration::from_secs(30), || async {
             (self.alerts(leaf).await.len() >= n).then_some(())
         })
         .await;
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        self.alerts(leaf).await
+        daemon.quiet().await;
+        let published = daemon.metric("cm_alerts_published_total", &[&format!("topic=\"{}\"", leaf.topic_arn)]).await;
+        super::eventually(&format!("{published} deliveries to {}", leaf.name), Duration::from_secs(30), || async {
+            let received = self.alerts(leaf).await;
+            (f64::from(u32::try_from(received.len()).unwrap()) >= published).then_some(received)
+        })
+        .await
     }
 }

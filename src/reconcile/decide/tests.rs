@@ -520,7 +520,7 @@ fn an_operator_wake_overrides_the_quarantine() {
     w.converge(&leaf);
     assert!(w.state.quarantine.is_some());
     w.now = Timestamp(12 * MIN);
-    w.state.manual = Some(crate::leaf::Manual::Wake { at: w.now });
+    w.state.manual = Some(crate::state::Manual::Wake { at: w.now });
     w.converge(&leaf);
     assert_eq!(w.group.desired, 1);
     assert!(w.state.quarantine.is_none() && w.state.manual.is_none());
@@ -532,15 +532,34 @@ fn an_operator_wake_overrides_the_quarantine() {
 fn an_operator_sleep_stops_the_leaf_with_one_alert() {
     let leaf = leaf(true);
     let mut w = World::woken_at(&leaf, 10);
-    w.state.manual = Some(crate::leaf::Manual::Sleep { at: w.now });
+    w.state.manual = Some(crate::state::Manual::Sleep { at: w.now });
     w.converge(&leaf);
     assert_eq!(w.group.desired, 0);
     assert_eq!(w.alerts, vec!["started", "manual"]);
     assert!(w.state.manual.is_none());
     // Asking again when asleep does nothing.
-    w.state.manual = Some(crate::leaf::Manual::Sleep { at: w.now });
+    w.state.manual = Some(crate::state::Manual::Sleep { at: w.now });
     w.converge(&leaf);
     assert_eq!(w.alerts.len(), 2);
+    assert!(w.state.manual.is_none());
+}
+
+#[test]
+fn regression_an_operator_command_that_lands_during_a_tick_is_not_dropped() {
+    let leaf = leaf(true);
+    let mut w = World::woken_at(&leaf, 10);
+    let asked = w.now;
+    w.state.manual = Some(crate::state::Manual::Sleep { at: asked });
+    // The tick decides on the sleep...
+    let plan = w.decide(&leaf);
+    // ...while the operator, changing their mind, asks for a wake (later, so its own time).
+    w.state.manual = Some(crate::state::Manual::Wake { at: asked.plus_ms(1) });
+    w.apply(&plan);
+    assert_eq!(w.group.desired, 0, "the sleep decided on was carried out");
+    assert_eq!(w.state.manual, Some(crate::state::Manual::Wake { at: asked.plus_ms(1) }), "the wake that arrived meanwhile is still there");
+    w.converge(&leaf);
+    assert_eq!(w.group.desired, 1, "and the next tick carries it out");
+    assert_eq!(w.alerts, vec!["started", "manual", "started"]);
     assert!(w.state.manual.is_none());
 }
 

@@ -1,0 +1,178 @@
+//! The outbox worker: publishes queued alerts, off the reconcile path.
+//!
+//! Each activation takes a batch of deliveries (an alert and one of its topics), at most
+//! [`BATCH`], skipping topics that are backing off; marks them in flight with one state
+//! write; publishes them one by one, each within [`PUBLISH_TIMEOUT`]; and records the
+//! outcomes with one more write. A topic that fails transiently backs off (doubling,
+//! jittered) without holding up any other topic. Between deliveries it checks for
+//! shutdown, so SIGTERM never waits for a queue: what is left stays queued (and saved)
+//! for the next start.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::aws::sns::{Message, SnsApi};
+use crate::config::Config;
+use crate::events;
+use crate::state::{Alert, StateStore};
+use crate::backoff::{Backoff, Jitter};
+use crate::worker::{Task, WorkerError};
+
+/// Deliveries marked in flight per state write.
+pub const BATCH: usize = 10;
+
+/// One Publish call may take this long; after it the answer is treated as lost (the
+/// alert may have gone out, so it is not repeated).
+pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One activation publishes for at most this long (what is left goes on at the next
+/// tick), so that a slow SNS makes the outbox slow, never stuck.
+pub const ACTIVATION_DEADLINE: Duration = Duration::from_secs(30);
+
+/// The outbox worker.
+pub struct Outbox {
+    store: Arc<StateStore>,
+    sns: SnsApi,
+    config: watch::Receiver<Arc<Config>>,
+    cancel: CancellationToken,
+    topics: HashMap<String, Backoff>,
+    jitter: Jitter,
+}
+
+/// What became of one delivery.
+enum Outcome {
+    /// Delivered, or sent with its answer lost: not to be repeated.
+    Done,
+    /// Certainly not delivered: try again when the topic's back-off ends.
+    Retry,
+}
+
+impl Outbox {
+    /// A worker publishing what `store` queues, stopping between deliveries on `cancel`.
+    pub fn new(store: Arc<StateStore>, sns: SnsApi, config: watch::Receiver<Arc<Config>>, cancel: CancellationToken) -> Self {
+        Self { store, sns, config, cancel, topics: HashMap::new(), jitter: Jitter::from_entropy() }
+    }
+
+    /// The next deliveries: oldest alerts first, topics that are not backing off, at most
+    /// [`BATCH`], marked in flight in the state (not yet written).
+    fn take_batch(&self, now: Instant) -> Vec<(Alert, String)> {
+        let waiting = |t: &str| self.topics.get(t).is_some_and(|b| b.waiting(now));
+        self.store.update(|s| {
+            let mut batch = Vec::new();
+            for entry in &mut s.outbox {
+                let ready: Vec<String> = entry.pending.iter().filter(|t| !entry.in_flight.contains(t) && !waiting(t)).cloned().collect();
+                for topic in ready {
+                    if batch.len() == BATCH {
+                        return batch;
+                    }
+                    entry.in_flight.push(topic.clone());
+                    batch.push((entry.alert.clone(), topic));
+                }
+            }
+            batch
+        })
+    }
+
+    async fn publish(&self, alert: &Alert, topic: &str, dry_run: bool) -> Outcome {
+        if dry_run {
+            tracing::info!(alert_id = %alert.id, topic, dry_run, "would publish alert");
+            return Outcome::Done;
+        }
+        // SNS refuses an empty attribute value: a digest has no single leaf.
+        let attributes: Vec<(&str, &str)> =
+            [("leaf", alert.leaf.as_str()), ("kind", alert.kind.as_str()), ("alert_id", alert.id.as_str())].into_iter().filter(|(_, v)| !v.is_empty()).collect();
+        let message = Message { subject: &alert.subject, body: &alert.body, id: &alert.id, attributes: &attributes };
+        match tokio::time::timeout(PUBLISH_TIMEOUT, self.sns.publish(topic, &message)).await {
+            Ok(Ok(())) => {
+                events::alert_published(&alert.id, topic);
+                Outcome::Done
+            }
+            Err(_) => {
+                events::alert_uncertain(&alert.id, topic, "no answer within the publish timeout");
+                Outcome::Done
+            }
+            Ok(Err(e)) if e.ambiguous => {
+                // Sent, but the answer was lost: it may well have been delivered.
+                events::alert_uncertain(&alert.id, topic, &e.to_string());
+                Outcome::Done
+            }
+            Ok(Err(e)) if e.kind.is_transient() => {
+                tracing::warn!(alert_id = %alert.id, topic, error = %e, "alert not published yet; this topic backs off, the others go on");
+                Outcome::Retry
+            }
+            Ok(Err(e)) => {
+                events::alert_dropped(&alert.id, topic, &e.to_string());
+                Outcome::Done
+            }
+        }
+    }
+
+    /// Records the outcomes (and releases what was not attempted) in the state.
+    fn settle(&self, results: &[(String, String, Option<Outcome>)]) {
+        self.store.update(|s| {
+            for (id, topic, outcome) in results {
+                if let Some(e) = s.outbox.iter_mut().find(|e| e.alert.id == *id) {
+                    e.in_flight.retain(|t| t != topic);
+                    if matches!(outcome, Some(Outcome::Done)) {
+                        e.pending.retain(|t| t != topic);
+                    }
+                }
+            }
+            s.outbox.retain(|e| !e.pending.is_empty());
+        });
+    }
+}
+
+impl Task for Outbox {
+    fn name(&self) -> &'static str {
+        "outbox"
+    }
+
+    async fn activate(&mut self) -> Result<String, WorkerError> {
+        let dry_run = self.config.borrow().daemon.dry_run;
+        let (mut sent, mut retry) = (0usize, 0usize);
+        let deadline = Instant::now() + ACTIVATION_DEADLINE;
+        loop {
+            let batch = self.take_batch(Instant::now());
+            if batch.is_empty() {
+                break;
+            }
+            // In flight on disk before any Publish: a crash now never repeats them.
+            self.store.save().await?;
+            let mut results = Vec::with_capacity(batch.len());
+            for (alert, topic) in batch {
+                let skip = self.cancel.is_cancelled() || self.topics.get(&topic).is_some_and(|b| b.waiting(Instant::now()));
+                let outcome = if skip { None } else { Some(self.publish(&alert, &topic, dry_run).await) };
+                match outcome {
+                    Some(Outcome::Done) => {
+                        sent += 1;
+                        self.topics.remove(&topic);
+                    }
+                    Some(Outcome::Retry) => {
+                        retry += 1;
+                        let wait = self.topics.entry(topic.clone()).or_default().failed(Instant::now(), &mut self.jitter);
+                        tracing::debug!(topic, wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX), "topic backs off");
+                    }
+                    None => {}
+                }
+                results.push((alert.id, topic, outcome));
+            }
+            self.settle(&results);
+            self.store.save().await?;
+            if self.cancel.is_cancelled() || Instant::now() >= deadline {
+                break;
+            }
+        }
+        let queued = self.store.read(|s| s.outbox.len());
+        events::outbox_size(queued);
+        if retry > 0 {
+            return Err(WorkerError::new("alerts", format!("{retry} deliveries failed and wait for their topic's back-off; {sent} published, {queued} queued")));
+        }
+        Ok(format!("{sent} alerts published, {queued} queued"))
+    }
+}
