@@ -73,7 +73,9 @@ pub trait Source: Send + Sync {
     fn mono_ms(&self) -> i64;
 }
 
-/// The system's clocks.
+/// The system's clocks. The monotonic one is `CLOCK_BOOTTIME`, which keeps counting
+/// while the machine is suspended (a paused VM, a laptop lid): waking up is then not
+/// mistaken for a step of the wall clock.
 #[derive(Debug)]
 pub struct System {
     origin: std::time::Instant,
@@ -84,6 +86,11 @@ impl Source for System {
         now()
     }
     fn mono_ms(&self) -> i64 {
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: clock_gettime writes one timespec that we own.
+        if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &raw mut ts) } == 0 {
+            return ts.tv_sec.saturating_mul(1000).saturating_add(ts.tv_nsec / 1_000_000);
+        }
         i64::try_from(self.origin.elapsed().as_millis()).unwrap_or(i64::MAX)
     }
 }

@@ -110,6 +110,7 @@ pub async fn run(path: PathBuf, config: Config, cancel: CancellationToken) -> Re
         again: reconcile_now.clone(),
         outbox: outbox_now.clone(),
         timeline: Arc::clone(&timeline),
+        cancel: cancel.clone(),
     };
     tracker.spawn(worker::run(Reconciler::new(shared), intervals.1, reconcile_now.clone(), cancel.clone(), reconcile_status));
     let http = Arc::new(Http { status: Arc::clone(&status), store: Arc::clone(&store), reconcile: reconcile_now.clone(), token, config: config_rx, timeline: Arc::clone(&timeline) });

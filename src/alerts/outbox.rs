@@ -58,24 +58,8 @@ impl Outbox {
         Self { store, sns, config, cancel, topics: HashMap::new(), jitter: Jitter::from_entropy() }
     }
 
-    /// The next deliveries: oldest alerts first, topics that are not backing off, at most
-    /// [`BATCH`], marked in flight in the state (not yet written).
     fn take_batch(&self, now: Instant) -> Vec<(Alert, String)> {
-        let waiting = |t: &str| self.topics.get(t).is_some_and(|b| b.waiting(now));
-        self.store.update(|s| {
-            let mut batch = Vec::new();
-            for entry in &mut s.outbox {
-                let ready: Vec<String> = entry.pending.iter().filter(|t| !entry.in_flight.contains(t) && !waiting(t)).cloned().collect();
-                for topic in ready {
-                    if batch.len() == BATCH {
-                        return batch;
-                    }
-                    entry.in_flight.push(topic.clone());
-                    batch.push((entry.alert.clone(), topic));
-                }
-            }
-            batch
-        })
+        take_batch(&self.store, |t| self.topics.get(t).is_some_and(|b| b.waiting(now)))
     }
 
     async fn publish(&self, alert: &Alert, topic: &str, dry_run: bool) -> Outcome {
@@ -112,20 +96,46 @@ impl Outbox {
         }
     }
 
-    /// Records the outcomes (and releases what was not attempted) in the state.
     fn settle(&self, results: &[(String, String, Option<Outcome>)]) {
-        self.store.update(|s| {
-            for (id, topic, outcome) in results {
-                if let Some(e) = s.outbox.iter_mut().find(|e| e.alert.id == *id) {
-                    e.in_flight.retain(|t| t != topic);
-                    if matches!(outcome, Some(Outcome::Done)) {
-                        e.pending.retain(|t| t != topic);
-                    }
+        settle(&self.store, results);
+    }
+}
+
+/// The next deliveries: oldest alerts first, topics not `waiting` (backing off), at most
+/// [`BATCH`], marked in flight in the state (not yet written).
+fn take_batch(store: &StateStore, waiting: impl Fn(&str) -> bool) -> Vec<(Alert, String)> {
+    store.update(|s| {
+        let mut batch = Vec::new();
+        for entry in &mut s.outbox {
+            let ready: Vec<String> = entry.pending.iter().filter(|t| !entry.in_flight.contains(t) && !waiting(t)).cloned().collect();
+            for topic in ready {
+                if batch.len() == BATCH {
+                    return batch;
+                }
+                entry.in_flight.push(topic.clone());
+                batch.push((entry.alert.clone(), topic));
+            }
+        }
+        batch
+    })
+}
+
+/// Records the outcomes in the state: a delivery done leaves its entry, one to retry or
+/// not attempted (`None`) waits again.
+fn settle(store: &StateStore, results: &[(String, String, Option<Outcome>)]) {
+    store.update(|s| {
+        for (id, topic, outcome) in results {
+            // By id *and* the topic in flight: an alert id can repeat (an instance
+            // announced again), and only the entry that was taken is settled.
+            if let Some(e) = s.outbox.iter_mut().find(|e| e.alert.id == *id && e.in_flight.contains(topic)) {
+                e.in_flight.retain(|t| t != topic);
+                if matches!(outcome, Some(Outcome::Done)) {
+                    e.pending.retain(|t| t != topic);
                 }
             }
-            s.outbox.retain(|e| !e.pending.is_empty());
-        });
-    }
+        }
+        s.outbox.retain(|e| !e.pending.is_empty());
+    });
 }
 
 impl Task for Outbox {
@@ -142,11 +152,17 @@ impl Task for Outbox {
             if batch.is_empty() {
                 break;
             }
-            // In flight on disk before any Publish: a crash now never repeats them.
-            self.store.save().await?;
+            // In flight on disk before any Publish: a crash now never repeats them. If the
+            // write fails, nothing was attempted: the batch goes back to waiting.
+            if let Err(e) = self.store.save().await {
+                let untried: Vec<_> = batch.into_iter().map(|(alert, topic)| (alert.id, topic, None)).collect();
+                self.settle(&untried);
+                return Err(e.into());
+            }
             let mut results = Vec::with_capacity(batch.len());
             for (alert, topic) in batch {
-                let skip = self.cancel.is_cancelled() || self.topics.get(&topic).is_some_and(|b| b.waiting(Instant::now()));
+                let now = Instant::now();
+                let skip = self.cancel.is_cancelled() || now >= deadline || self.topics.get(&topic).is_some_and(|b| b.waiting(now));
                 let outcome = if skip { None } else { Some(self.publish(&alert, &topic, dry_run).await) };
                 match outcome {
                     Some(Outcome::Done) => {
@@ -174,5 +190,49 @@ impl Task for Outbox {
             return Err(WorkerError::new("alerts", format!("{retry} deliveries failed and wait for their topic's back-off; {sent} published, {queued} queued")));
         }
         Ok(format!("{sent} alerts published, {queued} queued"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::OutboxEntry;
+
+    fn store_with(entries: &[(&str, &[&str])]) -> StateStore {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("cm-outbox-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let _ = std::fs::remove_file(dir.join("state.json"));
+        let store = StateStore::open(&dir.join("state.json")).unwrap();
+        store.update(|s| {
+            for (id, topics) in entries {
+                let alert = Alert { id: (*id).into(), leaf: "mc".into(), kind: "starting".into(), subject: String::new(), body: String::new() };
+                s.outbox.push(OutboxEntry { alert, pending: topics.iter().map(|t| (*t).to_owned()).collect(), in_flight: Vec::new() });
+            }
+        });
+        store
+    }
+
+    #[test]
+    fn regression_two_alerts_with_one_id_are_both_settled() {
+        // The same instance announced twice while SNS was backing off: one id, two entries.
+        let store = store_with(&[("mc:starting:i-1", &["T"]), ("mc:starting:i-1", &["T"])]);
+        let batch = take_batch(&store, |_| false);
+        assert_eq!(batch.len(), 2);
+        let done: Vec<_> = batch.into_iter().map(|(a, t)| (a.id, t, Some(Outcome::Done))).collect();
+        settle(&store, &done);
+        assert!(store.read(|s| s.outbox.is_empty()), "nothing left in flight: {:?}", store.read(|s| s.outbox.clone()));
+    }
+
+    #[test]
+    fn a_topic_backing_off_is_skipped_and_an_untried_delivery_waits_again() {
+        let store = store_with(&[("a", &["slow", "fast"])]);
+        let batch = take_batch(&store, |t| t == "slow");
+        assert_eq!(batch.iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>(), ["fast"]);
+        // Not attempted (shutdown, or the in-flight write failed): back to waiting.
+        settle(&store, &[("a".into(), "fast".into(), None)]);
+        assert_eq!(store.read(|s| (s.outbox[0].pending.clone(), s.outbox[0].in_flight.clone())), (vec!["slow".to_owned(), "fast".to_owned()], vec![]));
+        assert_eq!(take_batch(&store, |_| false).len(), 2, "both go out once the back-off ends");
     }
 }

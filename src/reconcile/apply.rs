@@ -49,6 +49,9 @@ pub struct Apply<'a> {
     pub now: Timestamp,
     /// No call is started after this (see `reconcile::PASS_DEADLINE`).
     pub deadline: tokio::time::Instant,
+    /// Nor after shutdown began: a call that ended after the last state write would
+    /// be forgotten (a stop the daemon made would later look like someone else's).
+    pub cancel: &'a tokio_util::sync::CancellationToken,
 }
 
 impl Apply<'_> {
@@ -78,7 +81,7 @@ impl Apply<'_> {
     }
 
     fn past_deadline(&self) -> bool {
-        tokio::time::Instant::now() >= self.deadline
+        tokio::time::Instant::now() >= self.deadline || self.cancel.is_cancelled()
     }
 
     /// Logs and counts an action and shows it as the leaf's last decision.

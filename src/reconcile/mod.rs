@@ -45,6 +45,8 @@ pub struct Shared {
     pub outbox: Activator,
     /// The daemon's time.
     pub timeline: Arc<Timeline>,
+    /// Shutdown: a pass under way starts no further call.
+    pub cancel: tokio_util::sync::CancellationToken,
 }
 
 /// The reconcile worker.
@@ -140,7 +142,7 @@ impl Task for Reconciler {
         self.trim(&config);
         let memory = self.shared.store.read(Clone::clone);
         let selected = observe::select(&config, &self.cache, &memory);
-        observe::observe(&self.shared.aws, &config, &mut self.cache, &memory, &selected, now).await?;
+        observe::observe(&self.shared.aws, &config, &mut self.cache, &memory, &selected, now, deadline).await?;
 
         let plans: Vec<(usize, decide::Plan)> = selected
             .iter()
@@ -183,7 +185,7 @@ impl Task for Reconciler {
         let names: Vec<String> = config.leafs.iter().map(|l| l.name().to_string()).collect();
         self.shared.status.update(views, &names);
         let shared = &self.shared;
-        let applied = apply::Apply { aws: &shared.aws, config: &config, cache: &mut self.cache, store: &shared.store, status: &shared.status, now, deadline }.run(&plans).await;
+        let applied = apply::Apply { aws: &shared.aws, config: &config, cache: &mut self.cache, store: &shared.store, status: &shared.status, now, deadline, cancel: &shared.cancel }.run(&plans).await;
         if applied.moved {
             // A wake or a stop reached AWS: look again without waiting a tick.
             shared.again.activate();

@@ -169,8 +169,9 @@ pub fn select(config: &Config, cache: &Cache, state: &State) -> Vec<usize> {
 
 /// Reads AWS for the `selected` leafs into `cache`. Fails only when the ASGs could
 /// not be read: without them no decision is safe. Other failures leave the value
-/// unknown (decisions that need it wait) and are logged.
-pub async fn observe(aws: &Aws, config: &Config, cache: &mut Cache, memory: &State, selected: &[usize], now: Timestamp) -> Result<(), AwsError> {
+/// unknown (decisions that need it wait) and are logged. No read starts after
+/// `deadline`: when AWS answers slowly, what is left waits for the next pass.
+pub async fn observe(aws: &Aws, config: &Config, cache: &mut Cache, memory: &State, selected: &[usize], now: Timestamp, deadline: tokio::time::Instant) -> Result<(), AwsError> {
     let names: Vec<String> = {
         let set: std::collections::BTreeSet<&str> = selected.iter().map(|&i| config.leafs[i].asg.as_str()).collect();
         set.into_iter().map(str::to_owned).collect()
@@ -181,18 +182,31 @@ pub async fn observe(aws: &Aws, config: &Config, cache: &mut Cache, memory: &Sta
         let leaf = &config.leafs[i];
         cache.groups.insert(leaf.name().to_string(), Cached { value: groups.get(leaf.asg.as_str()).cloned(), at: now });
     }
-    read_instances(aws, cache).await;
-    read_zones(aws, config, cache, selected).await;
-    read_records(aws, config, cache, selected, now).await;
-    read_services(aws, config, cache, selected, now).await;
+    let in_time = || tokio::time::Instant::now() < deadline;
+    if in_time() {
+        read_instances(aws, cache).await;
+    }
+    if in_time() {
+        read_zones(aws, config, cache, selected).await;
+    }
+    if in_time() {
+        read_records(aws, config, cache, selected, now).await;
+    }
+    if in_time() {
+        read_services(aws, config, cache, selected, now).await;
+    }
     let running: Vec<&LeafConfig> = selected
         .iter()
         .map(|&i| &config.leafs[i])
         .filter(|l| matches!(cache.phase(l.name().as_str()), Some(Phase::Up { .. } | Phase::Waking)))
         .collect();
     let memory_of = |l: &LeafConfig| memory.leafs.get(l.name().as_str()).cloned().unwrap_or_default();
-    read_traffic(aws, cache, &running, &memory_of, now).await;
-    read_tasks(aws, cache, &running, &memory_of, now).await;
+    if in_time() {
+        read_traffic(aws, cache, &running, &memory_of, now).await;
+    }
+    if in_time() {
+        read_tasks(aws, cache, &running, &memory_of, now).await;
+    }
     Ok(())
 }
 
