@@ -1,7 +1,8 @@
 //! Back-off with jitter, for whatever AWS throttles or fails: one query-log group's reads,
-//! one SNS topic's publishes. Doubling from a second up to a minute, each wait times a
-//! random factor in [0.5, 1.5) so that two daemons (or a daemon and a script) do not
-//! retry in step. Time is monotonic (`Instant`, passed in): a wall-clock step must not
+//! one SNS topic's publishes. Doubling from a second up to a ceiling (a minute unless the
+//! user sets another: the query log's is shorter, a player may be waiting), each wait
+//! times a random factor in [0.5, 1.5) so that two daemons (or a daemon and a script) do
+//! not retry in step. Time is monotonic (`Instant`, passed in): a wall-clock step must not
 //! end a back-off early or make it last an hour.
 
 use std::time::Duration;
@@ -43,26 +44,39 @@ impl Jitter {
     }
 }
 
-/// Back-off of one log group's reads.
-#[derive(Debug, Clone, Default)]
+/// Back-off of one log group's reads, or one topic's publishes.
+#[derive(Debug, Clone)]
 pub struct Backoff {
     /// Failures in a row.
     pub failures: u32,
     /// No read before this.
     pub until: Option<Instant>,
+    /// The longest wait before jitter.
+    ceiling: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self::up_to(MAX_BACKOFF)
+    }
 }
 
 impl Backoff {
+    /// A back-off whose waits stop doubling at `ceiling`.
+    pub fn up_to(ceiling: Duration) -> Self {
+        Self { failures: 0, until: None, ceiling }
+    }
+
     /// True while reads must wait.
     pub fn waiting(&self, now: Instant) -> bool {
         self.until.is_some_and(|u| now < u)
     }
 
-    /// A read failed: wait 1 s, 2 s, 4 s ... up to a minute, times a jitter factor.
+    /// A read failed: wait 1 s, 2 s, 4 s ... up to the ceiling, times a jitter factor.
     pub fn failed(&mut self, now: Instant, jitter: &mut Jitter) -> Duration {
         self.failures = self.failures.saturating_add(1);
         let doubled = FIRST_BACKOFF.saturating_mul(1 << self.failures.saturating_sub(1).min(16));
-        let wait = doubled.min(MAX_BACKOFF).mul_f64(jitter.factor());
+        let wait = doubled.min(self.ceiling).mul_f64(jitter.factor());
         self.until = Some(now + wait);
         wait
     }
@@ -90,6 +104,16 @@ mod tests {
         assert!(b.waiting(t0 + Duration::from_millis(100)));
         b.succeeded();
         assert!(!b.waiting(t0));
+    }
+
+    #[test]
+    fn regression_a_lower_ceiling_bounds_the_wait_after_a_long_outage() {
+        // Before: the query log's back-off reached a minute times up to 1.5, so a wake
+        // could wait 90 s after AWS answered again.
+        let mut jitter = Jitter::seeded(7);
+        let mut b = Backoff::up_to(Duration::from_secs(15));
+        let longest = (0..30).map(|_| b.failed(Instant::now(), &mut jitter)).max().unwrap();
+        assert!(longest < Duration::from_millis(22_500), "{longest:?}");
     }
 
     #[test]

@@ -38,6 +38,11 @@ pub use window::{event_key, GroupTail, Pass, MAX_CATCH_UP_MS};
 /// one that needs more is reported in `/status` and the sweep covers what it left.
 const HEAD_PAGES: usize = 3;
 
+/// The longest back-off of a failing or throttled group before jitter: at most 1.5 times
+/// this passes between AWS answering again and the pending wake being read. Throttling
+/// is eased as well by a read every 15 s as by one a minute.
+const MAX_READ_BACKOFF: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// Sweep pages one poll may read per group, so that a catch-up never delays the next head.
 const SWEEP_PAGES: usize = 4;
 
@@ -100,6 +105,8 @@ struct Poll {
     wakes: usize,
     activate: bool,
     errors: Vec<String>,
+    /// The kind of the first AWS error of the poll (`ErrorKind::label`).
+    kind: Option<&'static str>,
 }
 
 impl Tail {
@@ -127,7 +134,7 @@ impl Tail {
                     g.tail.set_domains(domains);
                     g
                 }
-                None => Group { tail: GroupTail::new(group, domains), backoff: Backoff::default(), last_error: None, head_truncated: false, rate_limited: 0, outcome: None },
+                None => Group { tail: GroupTail::new(group, domains), backoff: Backoff::up_to(MAX_READ_BACKOFF), last_error: None, head_truncated: false, rate_limited: 0, outcome: None },
             })
             .collect();
         self.groups.sort_by(|a, b| a.tail.group.cmp(&b.tail.group));
@@ -277,6 +284,7 @@ fn fail(g: &mut Group, e: AwsError, jitter: &mut Jitter, poll: &mut Poll) {
     let wait = g.backoff.failed(Instant::now(), jitter);
     events::tail_backoff(&g.tail.group, &e, wait, g.backoff.failures);
     poll.errors.push(format!("{}: {e} (backing off)", g.tail.group));
+    poll.kind.get_or_insert(e.kind.label());
     g.last_error = Some(e.to_string());
     g.outcome = Some(Err(e));
 }
@@ -292,7 +300,7 @@ impl Task for Tail {
             self.follow(&config);
         }
         let now = self.links.timeline.now();
-        let mut poll = Poll { started: Instant::now(), lines: 0, wakes: 0, activate: false, errors: Vec::new() };
+        let mut poll = Poll { started: Instant::now(), lines: 0, wakes: 0, activate: false, errors: Vec::new(), kind: None };
         let n = self.groups.len();
         self.turn = self.turn.wrapping_add(1);
         for k in 0..n {
@@ -322,7 +330,7 @@ impl Task for Tail {
         if poll.activate {
             self.links.reconcile.activate();
         }
-        if poll.errors.is_empty() { Ok(format!("{} lines read, {} wake requests", poll.lines, poll.wakes)) } else { Err(WorkerError::new("aws:query_log", poll.errors.join("; "))) }
+        if poll.errors.is_empty() { Ok(format!("{} lines read, {} wake requests", poll.lines, poll.wakes)) } else { Err(WorkerError::new(format!("aws:{}", poll.kind.unwrap_or("backing_off")), poll.errors.join("; "))) }
     }
 }
 
