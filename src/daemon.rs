@@ -192,8 +192,11 @@ impl Reload {
         let (before, after) = (names(&old), names(&new));
         let added: Vec<&String> = after.difference(&before).collect();
         let removed: Vec<&String> = before.difference(&after).collect();
-        for leaf in old.leafs.iter().filter(|l| removed.contains(&&l.name().to_string())) {
-            self.left_running(&old, leaf);
+        if !removed.is_empty() {
+            let views = self.status.leafs();
+            for leaf in old.leafs.iter().filter(|l| !after.contains(l.name().as_str())) {
+                self.left_running(&old, leaf, views.get(leaf.name().as_str()));
+            }
         }
         crate::events::config_reloaded(&self.path, new.leafs.len(), &added, &removed, None);
         self.tx.send_replace(Arc::new(new));
@@ -201,9 +204,9 @@ impl Reload {
 
     /// A leaf removed from the config while it runs is nobody's any more: nothing will
     /// stop it. The daemon does not stop it by surprise either; it says so, once.
-    fn left_running(&self, old: &Config, leaf: &crate::config::LeafConfig) {
+    fn left_running(&self, old: &Config, leaf: &crate::config::LeafConfig, view: Option<&crate::status::LeafView>) {
         let name = leaf.name().as_str();
-        let phase = self.status.leafs().get(name).map(|v| v.phase.clone());
+        let phase = view.map(|v| v.phase.clone());
         let announced_up = self.store.read(|s| s.leafs.get(name).is_some_and(|l| matches!(l.announced, Some(crate::state::Announced::Up { .. }))));
         let running = announced_up || phase.as_deref().is_some_and(|p| matches!(p, "up" | "waking" | "stopping"));
         if !running {
@@ -223,7 +226,7 @@ async fn feed_systemd(notifier: Notifier, status: Arc<Status>, cancel: Cancellat
     // After a pause (SIGSTOP, a suspended VM) one tick, not a burst of them.
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut passes = status.workers.reconcile.clone();
-    let (mut ready, mut last_stall_log): (bool, Option<std::time::Instant>) = (false, None);
+    let mut ready = false;
     loop {
         tokio::select! {
             () = cancel.cancelled() => break,
@@ -239,13 +242,7 @@ async fn feed_systemd(notifier: Notifier, status: Arc<Status>, cancel: Cancellat
         }
         match status.stalled() {
             None => message.push_str("\nWATCHDOG=1"),
-            Some(why) => {
-                // Said once, then once a minute while it lasts.
-                if last_stall_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
-                    last_stall_log = Some(std::time::Instant::now());
-                    tracing::error!(why, "a loop is stuck: not feeding the systemd watchdog");
-                }
-            }
+            Some(why) => crate::events::loop_stuck(&why),
         }
         notifier.send(&message);
     }

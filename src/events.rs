@@ -23,6 +23,14 @@ fn now_and_then(key: &str, every: Duration) -> bool {
     }
 }
 
+/// A worker is stuck and systemd's watchdog is no longer fed: said at once, then once
+/// a minute while it lasts.
+pub fn loop_stuck(why: &str) {
+    if now_and_then("loop stuck", Duration::from_secs(60)) {
+        tracing::error!(why, "a loop is stuck: not feeding the systemd watchdog");
+    }
+}
+
 /// A query-log line did not parse; it is skipped.
 pub fn malformed_line(group: &str, stream: &str, line: &str, why: &dyn std::fmt::Display) {
     count("cm_query_log_malformed_total", "Query-log lines that did not parse and were skipped", &[("group", group)], 1);

@@ -60,14 +60,17 @@ pub fn enqueue_to(store: &StateStore, alert: Alert, topics: Vec<String>) {
 /// At start: a delivery that was in flight when the process died may or may not have
 /// happened; it is not repeated.
 pub fn recover(store: &StateStore) {
-    store.update(|s| {
+    store.change(|s| {
+        let mut changed = false;
         for entry in &mut s.outbox {
             for topic in std::mem::take(&mut entry.in_flight) {
+                changed = true;
                 entry.pending.retain(|t| *t != topic);
                 tracing::warn!(alert_id = %entry.alert.id, topic, "the daemon stopped while publishing this alert; it may not have been delivered and is not repeated");
             }
         }
         s.outbox.retain(|e| !e.pending.is_empty());
+        ((), changed)
     });
 }
 

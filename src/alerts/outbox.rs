@@ -58,9 +58,6 @@ impl Outbox {
         Self { store, sns, config, cancel, topics: HashMap::new(), jitter: Jitter::from_entropy() }
     }
 
-    fn take_batch(&self, now: Instant) -> Vec<(Alert, String)> {
-        take_batch(&self.store, |t| self.topics.get(t).is_some_and(|b| b.waiting(now)))
-    }
 
     async fn publish(&self, alert: &Alert, topic: &str, dry_run: bool) -> Outcome {
         if dry_run {
@@ -96,27 +93,27 @@ impl Outbox {
         }
     }
 
-    fn settle(&self, results: &[(String, String, Option<Outcome>)]) {
-        settle(&self.store, results);
-    }
 }
 
 /// The next deliveries: oldest alerts first, topics not `waiting` (backing off), at most
 /// [`BATCH`], marked in flight in the state (not yet written).
 fn take_batch(store: &StateStore, waiting: impl Fn(&str) -> bool) -> Vec<(Alert, String)> {
-    store.update(|s| {
+    // Marks the state changed only when it takes something: an idle outbox must not make
+    // every save rewrite the file.
+    store.change(|s| {
         let mut batch = Vec::new();
-        for entry in &mut s.outbox {
+        'entries: for entry in &mut s.outbox {
             let ready: Vec<String> = entry.pending.iter().filter(|t| !entry.in_flight.contains(t) && !waiting(t)).cloned().collect();
             for topic in ready {
                 if batch.len() == BATCH {
-                    return batch;
+                    break 'entries;
                 }
                 entry.in_flight.push(topic.clone());
                 batch.push((entry.alert.clone(), topic));
             }
         }
-        batch
+        let taken = !batch.is_empty();
+        (batch, taken)
     })
 }
 
@@ -148,7 +145,8 @@ impl Task for Outbox {
         let (mut sent, mut retry) = (0usize, 0usize);
         let deadline = Instant::now() + ACTIVATION_DEADLINE;
         loop {
-            let batch = self.take_batch(Instant::now());
+            let now = Instant::now();
+            let batch = take_batch(&self.store, |t| self.topics.get(t).is_some_and(|b| b.waiting(now)));
             if batch.is_empty() {
                 break;
             }
@@ -156,7 +154,7 @@ impl Task for Outbox {
             // write fails, nothing was attempted: the batch goes back to waiting.
             if let Err(e) = self.store.save().await {
                 let untried: Vec<_> = batch.into_iter().map(|(alert, topic)| (alert.id, topic, None)).collect();
-                self.settle(&untried);
+                settle(&self.store, &untried);
                 return Err(e.into());
             }
             let mut results = Vec::with_capacity(batch.len());
@@ -178,7 +176,7 @@ impl Task for Outbox {
                 }
                 results.push((alert.id, topic, outcome));
             }
-            self.settle(&results);
+            settle(&self.store, &results);
             self.store.save().await?;
             if self.cancel.is_cancelled() || Instant::now() >= deadline {
                 break;

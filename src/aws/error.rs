@@ -74,11 +74,16 @@ impl AwsError {
 
 impl From<AwsError> for crate::worker::WorkerError {
     fn from(e: AwsError) -> Self {
-        Self::new(format!("aws:{}", e.kind.label()), e.to_string())
+        e.kind.worker_error(e.to_string())
     }
 }
 
 impl ErrorKind {
+    /// A worker's error of this kind (`aws:<label>`).
+    pub fn worker_error(self, message: String) -> crate::worker::WorkerError {
+        crate::worker::WorkerError::new(format!("aws:{}", self.label()), message)
+    }
+
     /// Short label for metrics and worker status.
     pub fn label(self) -> &'static str {
         match self {

@@ -136,12 +136,10 @@ impl Cache {
     fn settled(&self, leaf: &LeafConfig, state: &State) -> bool {
         let name = leaf.name().as_str();
         let Some(group) = self.groups.get(name) else { return false };
-        if group.value.is_none() {
-            // The ASG does not exist: a problem alerted once. Looking for it every pass
-            // would cost a call per 100 such leafs per pass; the rotation finds it again.
-            return true;
-        }
-        let asleep = group.value.as_ref().is_none_or(|g| g.desired == 0 && g.instances.is_empty());
+        // The ASG does not exist: a problem alerted once. Looking for it every pass would
+        // cost a call per 100 such leafs per pass; the rotation finds it again.
+        let Some(g) = &group.value else { return true };
+        let asleep = g.desired == 0 && g.instances.is_empty();
         let memory = state.leafs.get(name);
         let quiet = memory.is_some_and(|m| m.wake.is_none() && m.manual.is_none() && m.announced == Some(Announced::Down));
         let record_wrong = matches!(self.record(name), Seen::Known(r) if !r.as_ref().is_some_and(|r| r.is(leaf.idle_ip, leaf.dns_ttl())));

@@ -32,7 +32,7 @@ use crate::status::{QueryLogView, Status};
 use crate::backoff::{Backoff, Jitter};
 use crate::worker::{Activator, Task, WorkerError};
 use budget::Budget;
-pub use window::{event_key, GroupTail, Pass, MAX_CATCH_UP_MS};
+pub use window::{GroupTail, Pass, MAX_CATCH_UP_MS};
 
 /// Head pages one poll may read per group: a filtered head is one page; an unfiltered
 /// one that needs more is reported in `/status` and the sweep covers what it left.
@@ -105,8 +105,8 @@ struct Poll {
     wakes: usize,
     activate: bool,
     errors: Vec<String>,
-    /// The kind of the first AWS error of the poll (`ErrorKind::label`).
-    kind: Option<&'static str>,
+    /// The kind of the first AWS error of the poll.
+    kind: Option<crate::aws::ErrorKind>,
 }
 
 impl Tail {
@@ -154,8 +154,7 @@ impl Tail {
                 events::tail_rate_limited(&g.tail.group, Pass::Head.name());
                 return page_no > 0;
             }
-            let pattern = g.tail.pattern().map(str::to_owned);
-            let req = PageRequest { group: &g.tail.group, from, until: None, pattern: pattern.as_deref(), token };
+            let req = PageRequest { group: &g.tail.group, from, until: None, pattern: g.tail.pattern(), token };
             let page = match self.links.logs.page(req).await {
                 Ok(page) => page,
                 Err(e) => {
@@ -191,7 +190,7 @@ impl Tail {
             if !self.budget.take_leaving(Instant::now(), reserve) {
                 return;
             }
-            let req = PageRequest { group: &g.tail.group, from: chunk.from, until: Some(chunk.until), pattern: None, token: chunk.token.clone() };
+            let req = PageRequest { group: &g.tail.group, from: chunk.from, until: Some(chunk.until), pattern: None, token: chunk.token };
             let page = match self.links.logs.page(req).await {
                 Ok(page) => page,
                 Err(e) => {
@@ -284,7 +283,7 @@ fn fail(g: &mut Group, e: AwsError, jitter: &mut Jitter, poll: &mut Poll) {
     let wait = g.backoff.failed(Instant::now(), jitter);
     events::tail_backoff(&g.tail.group, &e, wait, g.backoff.failures);
     poll.errors.push(format!("{}: {e} (backing off)", g.tail.group));
-    poll.kind.get_or_insert(e.kind.label());
+    poll.kind.get_or_insert(e.kind);
     g.last_error = Some(e.to_string());
     g.outcome = Some(Err(e));
 }
@@ -330,7 +329,14 @@ impl Task for Tail {
         if poll.activate {
             self.links.reconcile.activate();
         }
-        if poll.errors.is_empty() { Ok(format!("{} lines read, {} wake requests", poll.lines, poll.wakes)) } else { Err(WorkerError::new(format!("aws:{}", poll.kind.unwrap_or("backing_off")), poll.errors.join("; "))) }
+        if poll.errors.is_empty() {
+            return Ok(format!("{} lines read, {} wake requests", poll.lines, poll.wakes));
+        }
+        let message = poll.errors.join("; ");
+        Err(match poll.kind {
+            Some(kind) => kind.worker_error(message),
+            None => WorkerError::new("aws:backing_off", message),
+        })
     }
 }
 
