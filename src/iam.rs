@@ -33,6 +33,9 @@ pub enum Scope {
     LogGroup,
     /// The alert topics.
     Topic,
+    /// Scalable targets of ECS services' desired count (conditions on namespace and
+    /// dimension: their ARNs carry an opaque id).
+    EcsScalableTarget,
 }
 
 /// One AWS call the daemon makes.
@@ -52,7 +55,13 @@ pub struct Call {
 pub const CALLS: &[Call] = &[
     Call { service: "autoscaling", operation: "DescribeAutoScalingGroups", action: "autoscaling:DescribeAutoScalingGroups", scope: Scope::Any },
     Call { service: "autoscaling", operation: "SetDesiredCapacity", action: "autoscaling:SetDesiredCapacity", scope: Scope::Asg },
+    Call { service: "autoscaling", operation: "DescribePolicies", action: "autoscaling:DescribePolicies", scope: Scope::Any },
+    Call { service: "autoscaling", operation: "UpdateAutoScalingGroup", action: "autoscaling:UpdateAutoScalingGroup", scope: Scope::Asg },
     Call { service: "ec2", operation: "DescribeInstances", action: "ec2:DescribeInstances", scope: Scope::Any },
+    Call { service: "ec2", operation: "DescribeNetworkInterfaces", action: "ec2:DescribeNetworkInterfaces", scope: Scope::Any },
+    Call { service: "elasticloadbalancing", operation: "DescribeTargetHealth", action: "elasticloadbalancing:DescribeTargetHealth", scope: Scope::Any },
+    Call { service: "application-autoscaling", operation: "DescribeScalableTargets", action: "application-autoscaling:DescribeScalableTargets", scope: Scope::Any },
+    Call { service: "application-autoscaling", operation: "RegisterScalableTarget", action: "application-autoscaling:RegisterScalableTarget", scope: Scope::EcsScalableTarget },
     Call { service: "ecs", operation: "DescribeServices", action: "ecs:DescribeServices", scope: Scope::Service },
     Call { service: "ecs", operation: "UpdateService", action: "ecs:UpdateService", scope: Scope::Service },
     Call { service: "ecs", operation: "ListTasks", action: "ecs:ListTasks", scope: Scope::InCluster },
@@ -82,7 +91,7 @@ pub fn policy(config: &Config) -> Value {
     let set = |f: &dyn Fn(&crate::config::LeafConfig) -> Option<String>| -> Vec<String> {
         config.leafs.iter().filter_map(f).collect::<BTreeSet<_>>().into_iter().collect()
     };
-    let asgs = set(&|l| Some(format!("arn:aws:autoscaling:{region}:*:autoScalingGroup:*:autoScalingGroupName/{}", l.asg)));
+    let asgs = set(&|l| l.asg().map(|asg| format!("arn:aws:autoscaling:{region}:*:autoScalingGroup:*:autoScalingGroupName/{asg}")));
     let zones = set(&|l| Some(format!("arn:aws:route53:::hostedzone/{}", l.hosted_zone_id)));
     let domains = set(&|l| Some(l.domain().to_string()));
     let services = set(&|l| l.ecs().map(|(c, s)| format!("arn:aws:ecs:{region}:*:service/{c}/{s}")));
@@ -93,7 +102,6 @@ pub fn policy(config: &Config) -> Value {
 
     let mut statements = vec![
         json!({"Sid": "ReadOnlyWithoutResourceLevelPermissions", "Effect": "Allow", "Action": actions(Scope::Any), "Resource": "*"}),
-        json!({"Sid": "WakeAndStopTheLeafs", "Effect": "Allow", "Action": actions(Scope::Asg), "Resource": asgs}),
         json!({"Sid": "ReadTheLeafsRecords", "Effect": "Allow", "Action": actions(Scope::Zone), "Resource": zones}),
         json!({
             "Sid": "PointTheLeafsARecords",
@@ -108,8 +116,18 @@ pub fn policy(config: &Config) -> Value {
         }),
         json!({"Sid": "ReadTheQueryLog", "Effect": "Allow", "Action": actions(Scope::LogGroup), "Resource": groups}),
     ];
+    if !asgs.is_empty() {
+        statements.insert(1, json!({"Sid": "WakeAndStopTheLeafs", "Effect": "Allow", "Action": actions(Scope::Asg), "Resource": asgs}));
+    }
     if !services.is_empty() {
         statements.push(json!({"Sid": "ScaleTheLeafsServices", "Effect": "Allow", "Action": actions(Scope::Service), "Resource": services}));
+        statements.push(json!({
+            "Sid": "ParkAndRestoreTheServicesScalingBounds",
+            "Effect": "Allow",
+            "Action": actions(Scope::EcsScalableTarget),
+            "Resource": "*",
+            "Condition": {"StringEquals": {"application-autoscaling:service-namespace": "ecs", "application-autoscaling:scalable-dimension": "ecs:service:DesiredCount"}},
+        }));
         statements.push(json!({"Sid": "ListTheLeafsTasks", "Effect": "Allow", "Action": actions(Scope::InCluster), "Resource": "*", "Condition": {"ArnEquals": {"ecs:cluster": clusters}}}));
         statements.push(json!({"Sid": "ReadTheLeafsStoppedTasks", "Effect": "Allow", "Action": actions(Scope::ClusterTasks), "Resource": tasks}));
     }
@@ -170,7 +188,8 @@ mod tests {
             assert!(statements.iter().any(|s| s["Action"].as_array().unwrap().iter().any(|a| a == c.action)), "{} not granted", c.action);
         }
         for s in statements {
-            if s["Resource"] == "*" {
+            // `*` is only for reads, or with a condition that narrows it.
+            if s["Resource"] == "*" && s.get("Condition").is_none() {
                 for a in s["Action"].as_array().unwrap() {
                     let a = a.as_str().unwrap();
                     let read_only = a.contains(":Describe") || a.contains(":List") || a.contains(":Get");
@@ -191,6 +210,17 @@ mod tests {
         ] {
             assert!(text.contains(needle), "{needle} missing from {text}");
         }
+    }
+
+    #[test]
+    fn a_fargate_leaf_gets_no_asg_permission_and_a_conditioned_scalable_target_one() {
+        let text = "[daemon]\nregion = \"eu-west-1\"\nquery_log_group = \"g\"\n[[leaf]]\nname = \"web\"\ndomain = \"web.example.com\"\nhosted_zone_id = \"Z1\"\necs_cluster = \"c\"\necs_service = \"web\"\n[leaf.watchdog]\nthreshold = 1\ntraffic = \"service\"\n";
+        let p = policy(&Config::parse(Path::new("t.toml"), text).unwrap());
+        let statements = p["Statement"].as_array().unwrap();
+        let granted = |action: &str| statements.iter().find(|s| s["Action"].as_array().unwrap().iter().any(|a| a == action));
+        assert!(granted("autoscaling:SetDesiredCapacity").is_none(), "no ASG, no ASG write: {p}");
+        let register = granted("application-autoscaling:RegisterScalableTarget").expect("parking needs it");
+        assert_eq!(register["Condition"]["StringEquals"]["application-autoscaling:service-namespace"], "ecs", "{register}");
     }
 
     #[test]

@@ -37,7 +37,36 @@ impl Problem {
     pub fn asg_missing(leaf: &LeafConfig) -> Self {
         Self {
             key: "asg_missing".into(),
-            text: format!("AutoScaling group {} of leaf {} does not exist (deleted or misnamed): the leaf cannot wake. Fix `asg` in the config or recreate the group.", leaf.asg, leaf.name()),
+            text: format!(
+                "AutoScaling group {} of leaf {} does not exist (deleted or misnamed): the leaf cannot wake. Fix `asg` in the config or recreate the group.",
+                leaf.asg().map(ToString::to_string).unwrap_or_default(),
+                leaf.name()
+            ),
+        }
+    }
+
+    /// The ECS service of a leaf without an ASG is not there.
+    pub fn service_missing(leaf: &LeafConfig) -> Self {
+        let (cluster, service) = leaf.ecs().map(|(c, s)| (c.to_string(), s.to_string())).unwrap_or_default();
+        Self {
+            key: "service_missing".into(),
+            text: format!("ECS service {cluster}/{service} of leaf {} does not exist (deleted or misnamed): the leaf cannot wake. Fix `ecs_cluster` / `ecs_service` in the config or recreate the service.", leaf.name()),
+        }
+    }
+
+    /// A serving leaf's target groups have had fewer healthy targets than
+    /// `ready_targets` for `ready_timeout`: players cannot connect through the balancer.
+    pub fn not_ready(leaf: &LeafConfig, healthy: Option<usize>, since: crate::clock::Timestamp) -> Self {
+        let healthy = healthy.map_or_else(|| "an unknown number of".to_owned(), |n| n.to_string());
+        Self {
+            key: "not_ready".into(),
+            text: format!(
+                "leaf {} has served since {since} but only {healthy} of the {} healthy targets it needs are healthy in {} after ready_timeout {}: check the target groups' health checks (port, path) and the security groups. It keeps running, and the watchdog still puts it to sleep when idle.",
+                leaf.name(),
+                leaf.ready_targets(),
+                leaf.target_group_arns.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+                *leaf.ready_timeout
+            ),
         }
     }
 

@@ -19,16 +19,25 @@ use crate::worker::WorkerStatus;
 pub struct LeafView {
     /// Leaf name.
     pub name: String,
+    /// Its environment (`env`), if set.
+    pub env: Option<String>,
     /// Its domain.
     pub domain: String,
-    /// `asleep`, `waking`, `up`, `stopping`, or `unknown` before the first look.
+    /// `asleep`, `waking`, `up`, `stopping`, `asg_missing`, `service_missing`, or
+    /// `unknown` before the first look.
     pub phase: String,
-    /// The serving (or stopping) instance.
+    /// The newest serving (or the stopping) instance or task.
     pub instance: Option<String>,
     /// Its public IP when up.
     pub ip: Option<String>,
-    /// The ASG's desired capacity.
+    /// Public IPs of every serving instance or task.
+    pub ips: Vec<String>,
+    /// Desired capacity of what wakes the leaf (its ASG, or its service without one).
     pub desired: Option<i32>,
+    /// Scaling policies and bounds, when something besides the daemon scales the leaf.
+    pub scaling: Option<ScalingView>,
+    /// Healthy targets in its target groups, while its start waits for them.
+    pub healthy_targets: Option<usize>,
     /// A DNS query is waiting to wake it.
     pub wake_pending: bool,
     /// DNS queries do not wake it until then (crash loop).
@@ -49,6 +58,19 @@ pub struct LeafView {
     pub observed_at: Option<Timestamp>,
     /// Open problems an operator must fix (each alerted once).
     pub problems: Vec<String>,
+}
+
+/// What scales a leaf besides the daemon.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ScalingView {
+    /// The ASG has scaling policies.
+    pub asg_policies: bool,
+    /// The ASG's bounds now, when it is managed (policies or min above 0).
+    pub asg_bounds: Option<crate::state::Bounds>,
+    /// The service's scalable target's bounds now.
+    pub service_bounds: Option<crate::state::Bounds>,
+    /// Bounds recorded before the daemon parked them at 0/0, restored on wake.
+    pub parked: crate::state::Parked,
 }
 
 /// One query-log group as the tail reads it.

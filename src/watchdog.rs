@@ -13,17 +13,63 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::aws::cloudwatch::SumQuery;
 use crate::clock::Timestamp;
-use crate::config::WatchdogConfig;
+use crate::config::{LeafConfig, TrafficSource, WatchdogConfig};
 
 /// EC2 detailed-monitoring datapoints arrive a minute or two after their period ends;
 /// this many trailing periods without a datapoint are treated as "not delivered yet".
 pub const GRACE_PERIODS: i64 = 2;
 
+/// The metrics of a leaf's traffic source, first, then its EFS reads (with `efs`, for
+/// sources that see them: a load balancer does not carry NFS reads).
+///
+/// - `instances`: AWS/EC2 NetworkIn of the ASG (EC2 detailed monitoring for 1-minute
+///   periods);
+/// - `load_balancer`: AWS/NetworkELB or AWS/ApplicationELB ProcessedBytes (free, 1-minute);
+/// - `service`: ECS/ContainerInsights NetworkRxBytes of the service (Container Insights
+///   must be on for the cluster; it is a rate, so its average is read and turned into
+///   bytes per period by [`as_period_bytes`]).
+pub fn queries(leaf: &LeafConfig) -> Vec<SumQuery> {
+    let wd = &leaf.watchdog;
+    let period_secs = i32::try_from(wd.period.as_millis() / 1000).unwrap_or(60).max(1);
+    let source = match *wd.traffic {
+        TrafficSource::Instances => {
+            let asg = leaf.asg().map(ToString::to_string).unwrap_or_default();
+            SumQuery { namespace: "AWS/EC2", metric: "NetworkIn", dimensions: vec![("AutoScalingGroupName", asg)], stat: "Sum", period_secs }
+        }
+        TrafficSource::LoadBalancer => {
+            let lb = wd.load_balancer.as_ref().map(ToString::to_string).unwrap_or_default();
+            let namespace = if lb.starts_with("app/") { "AWS/ApplicationELB" } else { "AWS/NetworkELB" };
+            SumQuery { namespace, metric: "ProcessedBytes", dimensions: vec![("LoadBalancer", lb)], stat: "Sum", period_secs }
+        }
+        TrafficSource::Service => {
+            let (cluster, service) = leaf.ecs().map(|(c, s)| (c.to_string(), s.to_string())).unwrap_or_default();
+            SumQuery { namespace: "ECS/ContainerInsights", metric: "NetworkRxBytes", dimensions: vec![("ClusterName", cluster), ("ServiceName", service)], stat: "Average", period_secs }
+        }
+    };
+    let mut queries = vec![source];
+    if let Some(efs) = leaf.efs.as_ref().filter(|_| *wd.traffic != TrafficSource::LoadBalancer) {
+        queries.push(SumQuery { namespace: "AWS/EFS", metric: "DataReadIOBytes", dimensions: vec![("FileSystemId", efs.to_string())], stat: "Sum", period_secs });
+    }
+    queries
+}
+
+/// Bytes per period from what `query` read: a rate (an `Average` of bytes/s) times the
+/// period, a `Sum` as it is.
+pub fn as_period_bytes(query: &SumQuery, values: BTreeMap<i64, f64>) -> BTreeMap<i64, f64> {
+    if query.stat == "Sum" {
+        return values;
+    }
+    let secs = f64::from(query.period_secs);
+    values.into_iter().map(|(t, v)| (t, v * secs)).collect()
+}
+
 /// Period sums read from CloudWatch, by period start (epoch ms).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Traffic {
-    /// AWS/EC2 NetworkIn, Sum over the ASG, per period.
+    /// Bytes in per period from the leaf's traffic source (NetworkIn of the ASG, the
+    /// load balancer's ProcessedBytes, or the service's NetworkRxBytes).
     pub network_in: BTreeMap<i64, f64>,
     /// AWS/EFS DataReadIOBytes, Sum, per period (empty without `efs`; a missing
     /// period means no reads).

@@ -8,13 +8,33 @@ use crate::config::LeafConfig;
 use crate::leaf::{Sleep, Transition};
 use crate::state::{Alert, Problem, SleepCause, OPERATOR};
 
+/// What wakes the leaf, for sentences: "ASG mc-asg", "ECS service c/web".
+fn capacity(leaf: &LeafConfig) -> String {
+    match (leaf.asg(), leaf.ecs()) {
+        (Some(asg), _) => format!("ASG {asg}"),
+        (None, Some((c, s))) => format!("ECS service {c}/{s}"),
+        (None, None) => String::new(),
+    }
+}
+
+/// Subjects start with the leaf's environment, so dev and prod mails sort apart.
+fn subject(leaf: &LeafConfig, text: String) -> String {
+    if leaf.env().is_empty() { text } else { format!("[{}] {text}", leaf.env()) }
+}
+
+/// The body's header lines: leaf, environment, domain.
+fn header(leaf: &LeafConfig) -> String {
+    let env = if leaf.env().is_empty() { String::new() } else { format!("\nEnvironment: {}", leaf.env()) };
+    format!("Leaf: {}{env}\nDomain: {}", leaf.name(), leaf.domain())
+}
+
 /// The alert text for a transition of `leaf`.
 pub fn for_transition(leaf: &LeafConfig, t: &Transition) -> Alert {
     let (name, domain) = (leaf.name().as_str(), leaf.domain().as_str());
     let (kind, instance, subject, body) = match t {
-        Transition::Started { instance, ip, woken_by } => {
+        Transition::Started { instance, ips, woken_by } => {
             let why = match woken_by {
-                None => format!("instance {instance} came up (the ASG was scaled outside the daemon)"),
+                None => format!("{instance} came up ({} was scaled outside the daemon)", capacity(leaf)),
                 Some(w) if w.edge == OPERATOR => format!("an operator woke it (containerd wake) at {}", w.query_at),
                 Some(w) => format!("a DNS query for {domain} at {} (edge {}) woke it", w.query_at, w.edge),
             };
@@ -22,14 +42,18 @@ pub fn for_transition(leaf: &LeafConfig, t: &Transition) -> Alert {
                 "starting",
                 instance,
                 format!("{name} is starting: connect to {domain}"),
-                format!("Container for '{name}' is starting up! Connect to it at: '{domain}' ({ip}).\nLeaf: {name}\nDomain: {domain}\nInstance: {instance}\nReason: {why}"),
+                format!(
+                    "Container for '{name}' is starting up! Connect to it at: '{domain}' ({}).\n{}\nInstance: {instance}\nReason: {why}",
+                    if ips.is_empty() { "through its load balancer".to_owned() } else { ips.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ") },
+                    header(leaf)
+                ),
             )
         }
         Transition::Stopped { instance } => (
             "stopped",
             instance,
             format!("{name} has stopped"),
-            format!("Container for '{name}' has stopped.\nLeaf: {name}\nDomain: {domain} now points at {}\nReason: no Pending or InService instance is left in ASG {} (instance {instance} is gone); the daemon did not stop it", leaf.idle_ip, leaf.asg),
+            format!("Container for '{name}' has stopped.\n{} (now pointing at {})\nReason: nothing is launching or serving in {} ({instance} is gone); the daemon did not stop it", header(leaf), leaf.idle_ip, capacity(leaf)),
         ),
         Transition::LeftUp { instance, up_for_ms } => {
             let hours = *up_for_ms / 3_600_000;
@@ -39,13 +63,14 @@ pub fn for_transition(leaf: &LeafConfig, t: &Transition) -> Alert {
                 instance,
                 format!("{name} has been up for {hours}h{minutes:02}m"),
                 format!(
-                    "Container for '{name}' has been up for {hours}h{minutes:02}m (left_up_after is {}).\nLeaf: {name}\nDomain: {domain}\nInstance: {instance}\nIt keeps running: set left_up_stop = true to stop leafs left up, or check why the watchdog does not find it idle (its threshold and the traffic figures are in the logs and /metrics).",
-                    leaf.watchdog.left_up_after
+                    "Container for '{name}' has been up for {hours}h{minutes:02}m (left_up_after is {}).\n{}\nInstance: {instance}\nIt keeps running: set left_up_stop = true to stop leafs left up, or check why the watchdog does not find it idle (its threshold and the traffic figures are in the logs and /metrics).",
+                    leaf.watchdog.left_up_after,
+                    header(leaf)
                 ),
             )
         }
     };
-    Alert { id: format!("{name}:{kind}:{instance}"), leaf: name.to_owned(), kind: kind.to_owned(), subject, body }
+    Alert { id: format!("{name}:{kind}:{instance}"), leaf: name.to_owned(), kind: kind.to_owned(), subject: self::subject(leaf, subject), body }
 }
 
 /// The alert for a stop the daemon decided: it is that stop's only alert.
@@ -59,24 +84,23 @@ pub fn for_sleep(leaf: &LeafConfig, sleep: &Sleep, at: Timestamp) -> Alert {
         SleepCause::Manual => format!("{name} is being stopped by an operator"),
     };
     let instance = sleep.instance.as_deref().unwrap_or("none");
-    let body = format!(
-        "Container for '{name}' is being stopped (ASG {} desired capacity 0; {domain} points at {}).\nLeaf: {name}\nDomain: {domain}\nInstance: {instance}\nReason: {}",
-        leaf.asg, leaf.idle_ip, sleep.detail
-    );
-    Alert { id: format!("{name}:{kind}:{instance}:{}", at.0), leaf: name.to_owned(), kind: kind.to_owned(), subject, body }
+    let dns = if leaf.dns == crate::config::DnsMode::None { String::new() } else { format!("; {domain} points at {}", leaf.idle_ip) };
+    let body = format!("Container for '{name}' is being stopped ({} to 0{dns}).\n{}\nInstance: {instance}\nReason: {}", capacity(leaf), header(leaf), sleep.detail);
+    Alert { id: format!("{name}:{kind}:{instance}:{}", at.0), leaf: name.to_owned(), kind: kind.to_owned(), subject: self::subject(leaf, subject), body }
 }
 
 /// The alert for a leaf removed from the config while it still runs.
 pub fn unmanaged(leaf: &LeafConfig, at: Timestamp) -> Alert {
-    let (name, domain) = (leaf.name().as_str(), leaf.domain().as_str());
+    let name = leaf.name().as_str();
     Alert {
         id: format!("{name}:unmanaged:{}", at.0),
         leaf: name.to_owned(),
         kind: "unmanaged".to_owned(),
-        subject: format!("{name} is no longer managed and still running"),
+        subject: subject(leaf, format!("{name} is no longer managed and still running")),
         body: format!(
-            "Leaf '{name}' was removed from the config while it was running.\nLeaf: {name}\nDomain: {domain}\nASG: {}\nThe daemon no longer watches it: nothing will stop it when it is idle, and its record stays where it points. It was not stopped either. Stop it yourself (set ASG {} desired capacity to 0), or put the leaf back in the config and reload.",
-            leaf.asg, leaf.asg
+            "Leaf '{name}' was removed from the config while it was running.\n{}\nThe daemon no longer watches it: nothing will stop it when it is idle, and its record stays where it points. It was not stopped either. Stop it yourself (set {} to 0), or put the leaf back in the config and reload.",
+            header(leaf),
+            capacity(leaf)
         ),
     }
 }
@@ -88,8 +112,8 @@ pub fn problem(leaf: &LeafConfig, p: &Problem, at: Timestamp) -> Alert {
         id: format!("{name}:problem:{}:{}", p.key, at.0),
         leaf: name.to_owned(),
         kind: "problem".into(),
-        subject: format!("{name} needs attention: {}", p.key),
-        body: format!("Leaf: {name}\nDomain: {}\nProblem: {}\n\nThe daemon keeps retrying; this alert is sent once until the problem is fixed.", leaf.domain(), p.text),
+        subject: subject(leaf, format!("{name} needs attention: {}", p.key)),
+        body: format!("{}\nProblem: {}\n\nThe daemon keeps retrying; this alert is sent once until the problem is fixed.", header(leaf), p.text),
     }
 }
 

@@ -52,8 +52,13 @@ pub struct Group {
     pub name: String,
     /// Desired capacity: 0 asleep, 1 wanted up.
     pub desired: i32,
+    /// Min size: above 0, something else keeps it up, so the daemon parks it to sleep.
+    pub min: i32,
     /// Max size: a wake above it is refused by AWS, so it is checked first.
     pub max: i32,
+    /// Whether it has scaling policies (from DescribePolicies, filled in by the
+    /// reconciler): such a group is parked, not just set to 0, to sleep.
+    pub policies: bool,
     /// Its instances.
     pub instances: Vec<GroupInstance>,
 }
@@ -91,7 +96,9 @@ impl AsgApi {
                 groups.extend(out.auto_scaling_groups().iter().map(|g| Group {
                     name: g.auto_scaling_group_name().unwrap_or_default().to_owned(),
                     desired: g.desired_capacity().unwrap_or(0),
+                    min: g.min_size().unwrap_or(0),
                     max: g.max_size().unwrap_or(0),
+                    policies: false,
                     instances: g
                         .instances()
                         .iter()
@@ -108,6 +115,33 @@ impl AsgApi {
             }
         }
         Ok(groups)
+    }
+
+    /// Names of every group in the region that has a scaling policy: one paged call
+    /// for all leafs (DescribePolicies without a group name), cached by the caller.
+    pub async fn with_policies(&self) -> Result<std::collections::BTreeSet<String>, AwsError> {
+        let mut names = std::collections::BTreeSet::new();
+        let mut token = None;
+        loop {
+            let out = call("autoscaling", "DescribePolicies", self.client.describe_policies().max_records(100).set_next_token(token).send()).await?;
+            names.extend(out.scaling_policies().iter().filter_map(|p| p.auto_scaling_group_name().map(str::to_owned)));
+            token = out.next_token().map(str::to_owned);
+            if token.is_none() {
+                return Ok(names);
+            }
+        }
+    }
+
+    /// Sets min, max and desired in one call: parking a group at 0/0 (nothing can
+    /// scale it out) or restoring its bounds on wake cannot be half done.
+    pub async fn set_bounds(&self, name: &str, bounds: crate::state::Bounds, desired: i32) -> Result<(), AwsError> {
+        call(
+            "autoscaling",
+            "UpdateAutoScalingGroup",
+            self.client.update_auto_scaling_group().auto_scaling_group_name(name).min_size(bounds.min).max_size(bounds.max).desired_capacity(desired).send(),
+        )
+        .await
+        .map(drop)
     }
 
     /// Sets the desired capacity, ignoring cooldowns: a player is waiting.

@@ -16,17 +16,17 @@ use crate::clock::Timestamp;
 /// GetMetricData accepts up to 500 queries per call.
 pub const QUERIES_PER_CALL: usize = 500;
 
-/// One metric to sum per period.
+/// One metric to read per period.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SumQuery {
-    /// `AWS/EC2`, `AWS/EFS`.
+    /// `AWS/EC2`, `AWS/EFS`, `AWS/NetworkELB`, `ECS/ContainerInsights`.
     pub namespace: &'static str,
-    /// `NetworkIn`, `DataReadIOBytes`.
+    /// `NetworkIn`, `DataReadIOBytes`, `ProcessedBytes`, `NetworkRxBytes`.
     pub metric: &'static str,
-    /// `AutoScalingGroupName`, `FileSystemId`.
-    pub dimension: &'static str,
-    /// The ASG name or file system id.
-    pub value: String,
+    /// Dimension names and values (`AutoScalingGroupName` = the ASG, ...).
+    pub dimensions: Vec<(&'static str, String)>,
+    /// `Sum` for byte counts; `Average` for a metric that is already a rate.
+    pub stat: &'static str,
     /// Period in seconds.
     pub period_secs: i32,
 }
@@ -43,7 +43,7 @@ impl CloudWatchApi {
         Self { client: Client::new(config) }
     }
 
-    /// Period sums of every query over [start, end): result `i` belongs to `queries[i]`
+    /// Period statistics of every query over [start, end): result `i` belongs to `queries[i]`
     /// and maps period start (epoch ms) to the sum. 500 queries per call.
     pub async fn sums(&self, queries: &[SumQuery], start: Timestamp, end: Timestamp) -> Result<Vec<BTreeMap<i64, f64>>, AwsError> {
         let mut results = vec![BTreeMap::new(); queries.len()];
@@ -53,12 +53,9 @@ impl CloudWatchApi {
                 .iter()
                 .enumerate()
                 .map(|(i, q)| {
-                    let metric = Metric::builder()
-                        .namespace(q.namespace)
-                        .metric_name(q.metric)
-                        .dimensions(Dimension::builder().name(q.dimension).value(&q.value).build())
-                        .build();
-                    let sum = MetricStat::builder().metric(metric).period(q.period_secs).stat("Sum").build();
+                    let dimensions = q.dimensions.iter().map(|(name, value)| Dimension::builder().name(*name).value(value).build()).collect();
+                    let metric = Metric::builder().namespace(q.namespace).metric_name(q.metric).set_dimensions(Some(dimensions)).build();
+                    let sum = MetricStat::builder().metric(metric).period(q.period_secs).stat(q.stat).build();
                     MetricDataQuery::builder().id(format!("q{}", offset + i)).metric_stat(sum).return_data(true).build()
                 })
                 .collect();

@@ -66,3 +66,22 @@ impl Ec2Api {
         Ok(found)
     }
 }
+
+impl Ec2Api {
+    /// Public IPs of network interfaces (an awsvpc task's ENI), by interface id; an
+    /// interface without one is absent.
+    pub async fn interface_ips(&self, ids: &[String]) -> Result<std::collections::HashMap<String, Ipv4Addr>, AwsError> {
+        let mut found = std::collections::HashMap::new();
+        for chunk in ids.chunks(IDS_PER_CALL) {
+            let filter = Filter::builder().name("network-interface-id").set_values(Some(chunk.to_vec())).build();
+            let out = call("ec2", "DescribeNetworkInterfaces", self.client.describe_network_interfaces().filters(filter).send()).await?;
+            for eni in out.network_interfaces() {
+                let ip = eni.association().and_then(|a| a.public_ip()).and_then(|ip| ip.parse().ok());
+                if let (Some(id), Some(ip)) = (eni.network_interface_id(), ip) {
+                    found.insert(id.to_owned(), ip);
+                }
+            }
+        }
+        Ok(found)
+    }
+}

@@ -22,6 +22,9 @@ pub struct Service {
     pub daemon: bool,
     /// Desired task count.
     pub desired: i32,
+    /// Bounds of its Application Auto Scaling scalable target, if it has one (from
+    /// DescribeScalableTargets, filled in by the reconciler).
+    pub scalable: Option<crate::state::Bounds>,
 }
 
 /// Services of one cluster: those found, and the names ECS said are missing.
@@ -65,6 +68,7 @@ impl EcsApi {
                     name,
                     daemon: s.scheduling_strategy() == Some(&SchedulingStrategy::Daemon),
                     desired: s.desired_count(),
+                    scalable: None,
                 });
             }
             for f in out.failures() {
@@ -87,11 +91,19 @@ impl EcsApi {
     }
 }
 
-/// A stopped task as DescribeTasks returns it.
+/// A task as DescribeTasks returns it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Task {
     /// Task ARN.
     pub arn: String,
+    /// `service:NAME` for a service's task: which leaf it belongs to.
+    pub group: Option<String>,
+    /// `PROVISIONING`, `PENDING`, `RUNNING`, ..., `STOPPED`.
+    pub last_status: String,
+    /// When its containers started running.
+    pub started_at: Option<Timestamp>,
+    /// Its elastic network interface (awsvpc mode), whose public IP players reach.
+    pub eni: Option<String>,
     /// Its task definition (which containers are essential is there).
     pub task_definition: String,
     /// `TaskFailedToStart`, `EssentialContainerExited`, ...
@@ -107,6 +119,16 @@ pub struct Task {
 impl EcsApi {
     /// ARNs of the service's stopped tasks (ECS shows them for about an hour).
     pub async fn stopped_tasks(&self, cluster: &str, service: &str) -> Result<Vec<String>, AwsError> {
+        self.list_tasks(cluster, Some(service), DesiredStatus::Stopped).await
+    }
+
+    /// ARNs of every task of the cluster that ECS wants running (all its services in
+    /// one listing: calls grow with clusters, not with leafs).
+    pub async fn running_tasks(&self, cluster: &str) -> Result<Vec<String>, AwsError> {
+        self.list_tasks(cluster, None, DesiredStatus::Running).await
+    }
+
+    async fn list_tasks(&self, cluster: &str, service: Option<&str>, status: DesiredStatus) -> Result<Vec<String>, AwsError> {
         let mut arns = Vec::new();
         let mut token = None;
         loop {
@@ -116,8 +138,8 @@ impl EcsApi {
                 self.client
                     .list_tasks()
                     .cluster(cluster)
-                    .service_name(service)
-                    .desired_status(DesiredStatus::Stopped)
+                    .set_service_name(service.map(str::to_owned))
+                    .desired_status(status.clone())
                     .set_next_token(token)
                     .send(),
             )
@@ -137,6 +159,16 @@ impl EcsApi {
             let out = call("ecs", "DescribeTasks", self.client.describe_tasks().cluster(cluster).set_tasks(Some(chunk.to_vec())).send()).await?;
             tasks.extend(out.tasks().iter().map(|t| Task {
                 arn: t.task_arn().unwrap_or_default().to_owned(),
+                group: t.group().map(str::to_owned),
+                last_status: t.last_status().unwrap_or_default().to_owned(),
+                started_at: t.started_at().and_then(|d| d.to_millis().ok()).map(Timestamp),
+                eni: t
+                    .attachments()
+                    .iter()
+                    .filter(|a| a.r#type() == Some("ElasticNetworkInterface"))
+                    .flat_map(|a| a.details())
+                    .find(|d| d.name() == Some("networkInterfaceId"))
+                    .and_then(|d| d.value().map(str::to_owned)),
                 task_definition: t.task_definition_arn().unwrap_or_default().to_owned(),
                 stop_code: t.stop_code().map(|c| c.as_str().to_owned()),
                 stopped_reason: t.stopped_reason().map(str::to_owned),

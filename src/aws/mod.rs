@@ -9,9 +9,11 @@ pub mod asg;
 pub mod cloudwatch;
 pub mod ec2;
 pub mod ecs;
+pub mod elbv2;
 pub mod error;
 pub mod logs;
 pub mod route53;
+pub mod scaling;
 pub mod sns;
 
 use std::future::Future;
@@ -43,6 +45,10 @@ pub struct Aws {
     pub sns: sns::SnsApi,
     /// CloudWatch metrics in the leafs' region (the watchdog's traffic figures).
     pub cloudwatch: cloudwatch::CloudWatchApi,
+    /// ELBv2 in the leafs' region (target health: when a leaf is ready).
+    pub elbv2: elbv2::Elbv2Api,
+    /// Application Auto Scaling in the leafs' region (services' scalable targets).
+    pub scaling: scaling::ScalingApi,
 }
 
 /// Calls slower than this are cut and retried next tick rather than stalling a loop.
@@ -76,6 +82,8 @@ impl Aws {
             route53: route53::Route53Api::new(&main),
             logs: logs::LogsApi::new(&logs),
             cloudwatch: cloudwatch::CloudWatchApi::new(&main),
+            elbv2: elbv2::Elbv2Api::new(&main),
+            scaling: scaling::ScalingApi::new(&main),
             sns: sns::SnsApi::new(main),
         }
     }

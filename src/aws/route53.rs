@@ -15,16 +15,20 @@ use super::{call, AwsError, ErrorKind};
 /// An A record as Route53 holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ARecord {
-    /// Its values; a leaf's record has exactly one.
+    /// Its values: one, or every serving IP with `dns = "all"`.
     pub values: Vec<String>,
     /// Its TTL in seconds (None for alias records).
     pub ttl: Option<i64>,
 }
 
 impl ARecord {
-    /// True when the record points at exactly `ip` with `ttl`.
-    pub fn is(&self, ip: Ipv4Addr, ttl: i64) -> bool {
-        self.values.len() == 1 && self.values[0] == ip.to_string() && self.ttl == Some(ttl)
+    /// True when the record points at exactly `ips` (in any order) with `ttl`.
+    pub fn is(&self, ips: &[Ipv4Addr], ttl: i64) -> bool {
+        let mut have: Vec<&str> = self.values.iter().map(String::as_str).collect();
+        let mut want: Vec<String> = ips.iter().map(Ipv4Addr::to_string).collect();
+        have.sort_unstable();
+        want.sort_unstable();
+        have == want && self.ttl == Some(ttl)
     }
 }
 
@@ -33,8 +37,8 @@ impl ARecord {
 pub struct Upsert {
     /// Record name (the leaf's domain).
     pub domain: String,
-    /// Target address.
-    pub ip: Ipv4Addr,
+    /// Target addresses, sorted (at least one).
+    pub ips: Vec<Ipv4Addr>,
     /// TTL in seconds.
     pub ttl: i64,
 }
@@ -108,13 +112,11 @@ impl Route53Api {
         };
         let mut batch = ChangeBatch::builder().comment(comment);
         for c in changes {
-            let record = ResourceRecordSet::builder()
-                .name(&c.domain)
-                .r#type(RrType::A)
-                .ttl(c.ttl)
-                .resource_records(ResourceRecord::builder().value(c.ip.to_string()).build().map_err(invalid)?)
-                .build()
-                .map_err(invalid)?;
+            let mut record = ResourceRecordSet::builder().name(&c.domain).r#type(RrType::A).ttl(c.ttl);
+            for ip in &c.ips {
+                record = record.resource_records(ResourceRecord::builder().value(ip.to_string()).build().map_err(invalid)?);
+            }
+            let record = record.build().map_err(invalid)?;
             batch = batch.changes(Change::builder().action(ChangeAction::Upsert).resource_record_set(record).build().map_err(invalid)?);
         }
         call(

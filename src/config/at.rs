@@ -37,6 +37,12 @@ impl<T> At<T> {
     }
 }
 
+impl<T: Default> Default for At<T> {
+    fn default() -> Self {
+        Self::new(T::default())
+    }
+}
+
 impl<T> Deref for At<T> {
     type Target = T;
 

@@ -9,6 +9,7 @@
 mod at;
 mod duration;
 mod error;
+mod shape;
 mod values;
 
 use std::collections::HashMap;
@@ -20,7 +21,8 @@ use serde::{Deserialize, Serialize};
 pub use at::At;
 pub use duration::{parse_duration, DurationError, HumanDuration};
 pub use error::ConfigError;
-pub use values::{Domain, HostedZoneId, LeafName, LogGroupName, ResourceName, TopicArn};
+pub use shape::{DnsMode, TrafficSource};
+pub use values::{Domain, HostedZoneId, LeafName, LoadBalancerId, LogGroupName, ResourceName, TargetGroupArn, TopicArn};
 
 /// The whole validated file.
 #[derive(Debug, Clone, Serialize)]
@@ -80,12 +82,31 @@ pub struct LeafConfig {
     pub domain: At<Domain>,
     /// Zone holding the leaf's A record.
     pub hosted_zone_id: HostedZoneId,
-    /// The AutoScalingGroup (min 0, max 1) that runs the leaf's instance.
-    pub asg: At<ResourceName>,
+    /// The AutoScalingGroup that runs the leaf's instances; none for a service on
+    /// Fargate (or on capacity providers), which is then woken by its desired count.
+    pub asg: Option<At<ResourceName>>,
     /// ECS cluster of `ecs_service`; both or neither.
     pub ecs_cluster: Option<At<ResourceName>>,
     /// ECS service running the container; a REPLICA service is scaled with the instance.
     pub ecs_service: Option<At<ResourceName>>,
+    /// The ASG's desired capacity while awake (default 1).
+    pub awake_instances: Option<At<i64>>,
+    /// A REPLICA service's desired count while awake (default 1).
+    pub awake_tasks: Option<At<i64>>,
+    /// What the daemon writes to the leaf's A record.
+    #[serde(default)]
+    pub dns: DnsMode,
+    /// Target groups whose healthy targets make the leaf "ready".
+    #[serde(default)]
+    pub target_group_arns: Vec<TargetGroupArn>,
+    /// Healthy targets (over all `target_group_arns`) that make the leaf ready.
+    #[serde(default = "defaults::ready_targets")]
+    pub ready_targets: At<i64>,
+    /// A leaf awake this long without its ready targets gets one problem alert.
+    #[serde(default = "defaults::ready_timeout")]
+    pub ready_timeout: At<HumanDuration>,
+    /// The environment (`dev`, `stage`, ...) shown in alerts, `/status`, metrics, logs.
+    pub env: Option<LeafName>,
     /// EFS file system whose reads are not player traffic (the watchdog subtracts them).
     pub efs: Option<ResourceName>,
     /// This leaf's alerts also go here.
@@ -123,6 +144,11 @@ pub struct WatchdogConfig {
     /// Also scale down at `left_up_after`, not only alert.
     #[serde(default)]
     pub left_up_stop: bool,
+    /// Where player traffic is read.
+    #[serde(default)]
+    pub traffic: At<TrafficSource>,
+    /// The load balancer for `traffic = "load_balancer"`.
+    pub load_balancer: Option<LoadBalancerId>,
 }
 
 /// `[leaf.crash_loop]`: stop paying for a container that keeps failing.
@@ -176,6 +202,12 @@ mod defaults {
     }
     pub fn listen() -> At<SocketAddr> {
         At::new(SocketAddr::from(([127, 0, 0, 1], 9477)))
+    }
+    pub fn ready_targets() -> At<i64> {
+        At::new(1)
+    }
+    pub fn ready_timeout() -> At<HumanDuration> {
+        At::new(HumanDuration::secs(10 * 60))
     }
     pub fn dns_ttl() -> At<i64> {
         At::new(1)
@@ -254,8 +286,10 @@ impl Config {
             if let Some(first) = domains.insert(leaf.domain.get(), i) {
                 return Err((leaf.domain.span(), key("domain"), format!("duplicate domain {:?} (also leaf[{first}])", leaf.domain.as_str())));
             }
-            if let Some(first) = asgs.insert(leaf.asg.get(), i) {
-                return Err((leaf.asg.span(), key("asg"), format!("ASG {:?} is also leaf[{first}]'s: each leaf needs its own group", leaf.asg.as_str())));
+            if let Some(asg) = &leaf.asg
+                && let Some(first) = asgs.insert(asg.get(), i)
+            {
+                return Err((asg.span(), key("asg"), format!("ASG {:?} is also leaf[{first}]'s: each leaf needs its own group", asg.as_str())));
             }
             if let (Some(pair), Some(service)) = (leaf.ecs(), &leaf.ecs_service)
                 && let Some(first) = services.insert(pair, i)
@@ -316,8 +350,12 @@ impl LeafConfig {
         match (&self.ecs_cluster, &self.ecs_service) {
             (Some(c), None) => return Err((c.span(), key("ecs_cluster"), "ecs_cluster is set but ecs_service is missing: set both or neither".into())),
             (None, Some(s)) => return Err((s.span(), key("ecs_service"), "ecs_service is set but ecs_cluster is missing: set both or neither".into())),
+            (None, None) if self.asg.is_none() => {
+                return Err((self.name.span(), key("asg"), "the leaf has nothing to wake: set `asg`, or `ecs_cluster` and `ecs_service` (a Fargate service), or both".into()));
+            }
             _ => {}
         }
+        self.validate_shape(&key)?;
         if self.query_log_group.is_none() && daemon.query_log_group.is_none() {
             return Err((self.name.span(), key("query_log_group"), "no query log group: set [daemon] query_log_group or this leaf's query_log_group".into()));
         }
@@ -330,6 +368,45 @@ impl LeafConfig {
             return Err((self.crash_loop.max_failures.span(), key("crash_loop.max_failures"), format!("max_failures {failures} must be between 1 and 1000")));
         }
         self.watchdog.validate(&|k| key(&format!("watchdog.{k}")))
+    }
+}
+
+impl LeafConfig {
+    /// The keys of issue 14's shapes: capacities, readiness, traffic source.
+    fn validate_shape(&self, key: &dyn Fn(&str) -> String) -> Result<(), Refusal> {
+        if let Some(n) = &self.awake_instances {
+            if self.asg.is_none() {
+                return Err((n.span(), key("awake_instances"), "awake_instances needs an `asg`".into()));
+            }
+            if !(1..=1000).contains(&**n) {
+                return Err((n.span(), key("awake_instances"), format!("awake_instances {} must be between 1 and 1000", **n)));
+            }
+        }
+        if let Some(n) = &self.awake_tasks {
+            if self.ecs_service.is_none() {
+                return Err((n.span(), key("awake_tasks"), "awake_tasks needs `ecs_cluster` and `ecs_service`".into()));
+            }
+            if !(1..=1000).contains(&**n) {
+                return Err((n.span(), key("awake_tasks"), format!("awake_tasks {} must be between 1 and 1000", **n)));
+            }
+        }
+        if !(1..=1000).contains(&*self.ready_targets) {
+            return Err((self.ready_targets.span(), key("ready_targets"), format!("ready_targets {} must be between 1 and 1000", *self.ready_targets)));
+        }
+        if self.ready_timeout.0.is_zero() {
+            return Err((self.ready_timeout.span(), key("ready_timeout"), "ready_timeout 0s would alert on every wake: give how long targets may take to pass their health checks".into()));
+        }
+        let wd = &self.watchdog;
+        let needs = match *wd.traffic {
+            TrafficSource::Instances if self.asg.is_none() => Some("`asg` (it reads the instances' NetworkIn): use traffic = \"service\" or \"load_balancer\" for a service without an ASG"),
+            TrafficSource::LoadBalancer if wd.load_balancer.is_none() => Some("`load_balancer = \"net/NAME/ID\"` (or app/NAME/ID)"),
+            TrafficSource::Service if self.ecs_service.is_none() => Some("`ecs_cluster` and `ecs_service`"),
+            _ => None,
+        };
+        if let Some(needs) = needs {
+            return Err((wd.traffic.span(), key("watchdog.traffic"), format!("traffic = {:?} needs {needs}", wd.traffic.as_str())));
+        }
+        Ok(())
     }
 }
 
@@ -363,6 +440,31 @@ impl LeafConfig {
     /// The leaf's domain.
     pub fn domain(&self) -> &Domain {
         &self.domain
+    }
+
+    /// The ASG's name when the leaf has one.
+    pub fn asg(&self) -> Option<&ResourceName> {
+        self.asg.as_deref()
+    }
+
+    /// The ASG's desired capacity while awake.
+    pub fn awake_instances(&self) -> i32 {
+        self.awake_instances.as_ref().map_or(1, |n| i32::try_from(**n).unwrap_or(1))
+    }
+
+    /// A REPLICA service's desired count while awake.
+    pub fn awake_tasks(&self) -> i32 {
+        self.awake_tasks.as_ref().map_or(1, |n| i32::try_from(**n).unwrap_or(1))
+    }
+
+    /// Healthy targets that make the leaf ready (validated 1..=1000).
+    pub fn ready_targets(&self) -> usize {
+        usize::try_from(*self.ready_targets).unwrap_or(1)
+    }
+
+    /// The environment label, empty when none.
+    pub fn env(&self) -> &str {
+        self.env.as_ref().map_or("", LeafName::as_str)
     }
 
     /// The ECS (cluster, service) pair when configured.

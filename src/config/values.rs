@@ -80,6 +80,19 @@ validated_string!(
     check_resource_name
 );
 
+validated_string!(
+    /// An ELBv2 target group ARN: the leaf counts as ready once enough of its targets
+    /// are healthy.
+    TargetGroupArn,
+    check_target_group_arn
+);
+validated_string!(
+    /// A load balancer as CloudWatch names it in the `LoadBalancer` dimension:
+    /// `net/NAME/ID` (NLB) or `app/NAME/ID` (ALB), the tail of its ARN.
+    LoadBalancerId,
+    check_load_balancer_id
+);
+
 fn check_leaf_name(text: &str) -> Result<String, String> {
     let ok = !text.is_empty()
         && text.len() <= 64
@@ -171,6 +184,32 @@ fn check_resource_name(text: &str) -> Result<String, String> {
     }
 }
 
+fn check_target_group_arn(text: &str) -> Result<String, String> {
+    let parts: Vec<&str> = text.splitn(6, ':').collect();
+    let ok = parts.len() == 6
+        && parts[0] == "arn"
+        && parts[1].starts_with("aws")
+        && parts[2] == "elasticloadbalancing"
+        && is_region(parts[3])
+        && parts[5].strip_prefix("targetgroup/").is_some_and(|rest| rest.split('/').count() == 2 && !rest.contains(char::is_whitespace));
+    if ok {
+        Ok(text.to_owned())
+    } else {
+        Err(format!("invalid target group ARN {text:?}: expected arn:aws:elasticloadbalancing:REGION:ACCOUNT_ID:targetgroup/NAME/ID"))
+    }
+}
+
+fn check_load_balancer_id(text: &str) -> Result<String, String> {
+    let id = text.rsplit_once(":loadbalancer/").map_or(text, |(_, tail)| tail);
+    let parts: Vec<&str> = id.split('/').collect();
+    let ok = parts.len() == 3 && matches!(parts[0], "net" | "app") && parts[1..].iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+    if ok {
+        Ok(id.to_owned())
+    } else {
+        Err(format!("invalid load balancer {text:?}: expected net/NAME/ID (network) or app/NAME/ID (application), the end of its ARN"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,6 +235,18 @@ mod tests {
     fn zone_ids_lose_their_prefix() {
         assert_eq!(HostedZoneId::parse("/hostedzone/Z0123").unwrap().as_str(), "Z0123");
         assert!(HostedZoneId::parse("Z 1").is_err());
+    }
+
+    #[test]
+    fn load_balancers_are_named_as_cloudwatch_names_them() {
+        assert_eq!(LoadBalancerId::parse("net/game/50dc6c495c0c9188").unwrap().as_str(), "net/game/50dc6c495c0c9188");
+        let arn = "arn:aws:elasticloadbalancing:us-west-2:123456789012:loadbalancer/app/web/1a2b";
+        assert_eq!(LoadBalancerId::parse(arn).unwrap().as_str(), "app/web/1a2b", "an ARN is cut to the dimension's value");
+        for bad in ["game", "gwy/x/1", "net/x", "net//1"] {
+            assert!(LoadBalancerId::parse(bad).is_err(), "{bad:?} should be refused");
+        }
+        assert!(TargetGroupArn::parse("arn:aws:elasticloadbalancing:us-west-2:123456789012:targetgroup/game/73e2d6bc24d8a067").is_ok());
+        assert!(TargetGroupArn::parse("arn:aws:elasticloadbalancing:us-west-2:123456789012:loadbalancer/net/game/1").is_err());
     }
 
     #[test]

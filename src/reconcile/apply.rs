@@ -7,7 +7,8 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use super::decide::{Action, Plan, ServiceSeen};
+use super::capacity::Step;
+use super::decide::{Action, Plan};
 use crate::leaf::Transition;
 use super::observe::{Cache, Cached};
 use crate::alerts;
@@ -61,7 +62,7 @@ impl Apply<'_> {
         let mut failed: HashSet<usize> = HashSet::new();
         for &(i, ref plan) in plans {
             let first = |a: &&Action| {
-                matches!(a, Action::Wake(_) | Action::DropWake { .. } | Action::Sleep(_) | Action::NoteTasks { .. } | Action::EndQuarantine | Action::ForgetManual { .. })
+                matches!(a, Action::Wake { .. } | Action::DropWake { .. } | Action::Sleep { .. } | Action::NoteTasks { .. } | Action::EndQuarantine | Action::ForgetManual { .. })
             };
             for action in plan.actions.iter().filter(first) {
                 self.one(i, plan, action, &mut applied, &mut failed).await;
@@ -69,7 +70,7 @@ impl Apply<'_> {
         }
         self.records(plans, &mut applied, &mut failed).await;
         for &(i, ref plan) in plans {
-            for action in plan.actions.iter().filter(|a| matches!(a, Action::ScaleService { .. } | Action::Announce(_) | Action::Adopt(_))) {
+            for action in plan.actions.iter().filter(|a| matches!(a, Action::Scale { .. } | Action::ForgetParked(_) | Action::Announce(_) | Action::Adopt(_))) {
                 self.one(i, plan, action, &mut applied, &mut failed).await;
             }
         }
@@ -90,12 +91,45 @@ impl Apply<'_> {
         self.status.decided(leaf, Decision { at: self.now, what: what.to_owned(), why: why.to_owned() });
     }
 
-    /// Sets the desired capacity of leaf `i`'s ASG and, once AWS took it, the cache too.
-    async fn set_desired(&mut self, i: usize, desired: i32) -> Result<(), AwsError> {
+    /// Runs capacity steps of leaf `i` in order, stopping at the first failure; the
+    /// cache learns each step AWS took (with more leafs than one call describes, it
+    /// would otherwise still say what the group was before the write).
+    async fn steps(&mut self, i: usize, steps: &[Step]) -> Result<(), AwsError> {
         let leaf = &self.config.leafs[i];
-        self.aws.asg.set_desired(leaf.asg.as_str(), desired).await?;
-        self.cache.desired_set(leaf.name().as_str(), desired);
+        for step in steps {
+            if self.dry_run() {
+                continue;
+            }
+            let result = self.step(leaf, *step).await;
+            let (service, operation) = step.call();
+            self.cache.reports.entry(leaf.name().to_string()).or_default().call(leaf, result.as_ref().copied(), service, operation);
+            result?;
+            self.cache.learn(leaf, *step);
+        }
         Ok(())
+    }
+
+    async fn step(&self, leaf: &LeafConfig, step: Step) -> Result<(), AwsError> {
+        let asg = || leaf.asg().expect("decide only scales a configured ASG").as_str();
+        let (cluster, service) = leaf.ecs().map(|(c, s)| (c.as_str(), s.as_str())).unwrap_or_default();
+        match step {
+            Step::AsgDesired(n) => self.aws.asg.set_desired(asg(), n).await,
+            Step::AsgBounds { bounds, desired } => self.aws.asg.set_bounds(asg(), bounds, desired).await,
+            Step::ServiceBounds(b) => self.aws.scaling.set_service_bounds(&crate::aws::scaling::service_resource_id(cluster, service), b).await,
+            Step::ServiceDesired(n) => self.aws.ecs.set_desired(cluster, service, n).await,
+        }
+    }
+
+    /// Writes `change` to the state and makes it durable before the calls it announces:
+    /// bounds about to be parked, a stop about to begin.
+    async fn before(&self, name: &str, change: impl FnOnce(&mut crate::state::LeafState)) {
+        if self.dry_run() {
+            return;
+        }
+        self.store.update(|s| change(s.leafs.entry(name.to_owned()).or_default()));
+        if let Err(e) = self.store.save().await {
+            tracing::error!(leaf = name, error = %e, "could not save the state before a capacity change");
+        }
     }
 
     /// Applies one non-DNS action of leaf `i`, unless an earlier one of its failed.
@@ -103,7 +137,7 @@ impl Apply<'_> {
         if failed.contains(&i) {
             return;
         }
-        if self.past_deadline() && call_of(action).is_some() {
+        if self.past_deadline() && calls(action) {
             applied.deferred += 1;
             failed.insert(i); // the rest of this leaf's plan waits too, in order
             return;
@@ -112,14 +146,14 @@ impl Apply<'_> {
         let name = leaf.name().as_str();
         let dry = self.dry_run();
         let result = match action {
-            Action::Wake(req) => {
+            Action::Wake { req, steps } => {
                 let why = if req.edge == crate::state::OPERATOR {
                     format!("an operator asked at {}", req.query_at)
                 } else {
                     format!("DNS query for {} at {} (edge {})", leaf.domain(), req.query_at, req.edge)
                 };
-                self.act(name, "wake", &format!("set ASG {} desired capacity to 1", leaf.asg), &why);
-                if dry { Ok(()) } else { self.set_desired(i, 1).await }
+                self.act(name, "wake", &describe(leaf, steps), &why);
+                self.steps(i, steps).await
             }
             Action::DropWake { why, notable, .. } => {
                 if *notable {
@@ -129,9 +163,14 @@ impl Apply<'_> {
                 }
                 Ok(())
             }
-            Action::Sleep(sleep) => {
-                self.act(name, sleep.cause.as_str(), &format!("set ASG {} desired capacity to 0", leaf.asg), &sleep.detail);
-                let r = if dry { Ok(()) } else { self.set_desired(i, 0).await };
+            Action::Sleep { sleep, steps } => {
+                self.act(name, sleep.cause.as_str(), &describe(leaf, steps), &sleep.detail);
+                self.before(name, |m| {
+                    m.stopping = Some(sleep.clone());
+                    super::decide::remember_parked(&mut m.parked, sleep.park);
+                })
+                .await;
+                let r = self.steps(i, steps).await;
                 if r.is_ok() {
                     alerts::enqueue(self.store, &self.config.daemon, leaf, alerts::texts::for_sleep(leaf, sleep, self.now));
                 }
@@ -153,16 +192,16 @@ impl Apply<'_> {
                 }
                 Ok(())
             }
-            Action::ScaleService { desired } => {
-                let (cluster, service) = leaf.ecs().expect("decide only scales configured services");
-                self.act(name, "scale_service", &format!("set ECS service {cluster}/{service} desired count to {desired}"), &phase_why(leaf, &plan.phase));
-                let r = if dry { Ok(()) } else { self.aws.ecs.set_desired(cluster.as_str(), service.as_str(), *desired).await };
-                if r.is_ok()
-                    && let Some(Cached { value: ServiceSeen::Known(s), .. }) = self.cache.services.get_mut(name)
-                {
-                    s.desired = *desired;
+            Action::Scale { steps, park } => {
+                self.act(name, "scale", &describe(leaf, steps), &phase_why(leaf, &plan.phase));
+                if !park.is_empty() {
+                    self.before(name, |m| super::decide::remember_parked(&mut m.parked, *park)).await;
                 }
-                r
+                self.steps(i, steps).await
+            }
+            Action::ForgetParked(f) => {
+                tracing::info!(leaf = name, forgotten = ?f, "scaling bounds restored: their record is forgotten");
+                Ok(())
             }
             Action::Announce(t) => {
                 alerts::enqueue(self.store, &self.config.daemon, leaf, alerts::texts::for_transition(leaf, t));
@@ -174,14 +213,11 @@ impl Apply<'_> {
             }
             Action::PointRecord { .. } => unreachable!("records are applied per zone"),
         };
-        if let Some((service, operation)) = call_of(action) {
-            self.cache.reports.entry(name.to_owned()).or_default().call(leaf, result.as_ref().copied(), service, operation);
-        }
         match result {
             Ok(()) => {
                 self.store.update(|s| action.record(s.leafs.entry(name.to_owned()).or_default(), self.now));
                 applied.done += 1;
-                if matches!(action, Action::Wake(_) | Action::Sleep(_)) && !dry {
+                if matches!(action, Action::Wake { .. } | Action::Sleep { .. }) && !dry {
                     applied.moved = true;
                     // AWS has changed: make the memory of it durable before anything else,
                     // so a crash now cannot repeat the wake or lose the stop's alert.
@@ -206,9 +242,9 @@ impl Apply<'_> {
                 continue;
             }
             for action in &plan.actions {
-                if let Action::PointRecord { ip, ttl } = action {
+                if let Action::PointRecord { ips, ttl } = action {
                     let leaf = &self.config.leafs[i];
-                    let upsert = Upsert { domain: leaf.domain().to_string(), ip: *ip, ttl: *ttl };
+                    let upsert = Upsert { domain: leaf.domain().to_string(), ips: ips.clone(), ttl: *ttl };
                     by_zone.entry(leaf.hosted_zone_id.as_str()).or_default().push((i, upsert, phase_why(leaf, &plan.phase)));
                 }
             }
@@ -221,7 +257,8 @@ impl Apply<'_> {
             }
             let dry = self.dry_run();
             for (i, u, why) in &changes {
-                let what = format!("point {} A at {} (TTL {})", u.domain, u.ip, u.ttl);
+                let ips: Vec<String> = u.ips.iter().map(ToString::to_string).collect();
+                let what = format!("point {} A at {} (TTL {})", u.domain, ips.join(", "), u.ttl);
                 self.act(self.config.leafs[*i].name().as_str(), "point_record", &what, why);
             }
             let upserts: Vec<Upsert> = changes.iter().map(|(_, u, _)| u.clone()).collect();
@@ -246,7 +283,7 @@ impl Apply<'_> {
                 }
                 match &result {
                     Ok(()) => {
-                        let record = ARecord { values: vec![u.ip.to_string()], ttl: Some(u.ttl) };
+                        let record = ARecord { values: u.ips.iter().map(ToString::to_string).collect(), ttl: Some(u.ttl) };
                         self.cache.records.insert(name, Cached { value: Some(record), at: self.now });
                         applied.done += 1;
                     }
@@ -263,25 +300,41 @@ impl Apply<'_> {
     }
 }
 
-/// The AWS call an action makes, for problem tracking.
-fn call_of(action: &Action) -> Option<(&'static str, &'static str)> {
+/// Whether an action calls AWS (and so waits when the pass is past its deadline).
+fn calls(action: &Action) -> bool {
     match action {
-        Action::Wake(_) | Action::Sleep(_) => Some(("autoscaling", "SetDesiredCapacity")),
-        Action::ScaleService { .. } => Some(("ecs", "UpdateService")),
-        _ => None,
+        Action::Wake { steps, .. } | Action::Sleep { steps, .. } | Action::Scale { steps, .. } => !steps.is_empty(),
+        _ => false,
     }
+}
+
+/// What capacity steps do, for the log line and `/status`.
+fn describe(leaf: &LeafConfig, steps: &[Step]) -> String {
+    let asg = leaf.asg().map(ToString::to_string).unwrap_or_default();
+    let service = leaf.ecs().map(|(c, s)| format!("{c}/{s}")).unwrap_or_default();
+    let each: Vec<String> = steps
+        .iter()
+        .map(|step| match step {
+            Step::AsgDesired(n) => format!("set ASG {asg} desired capacity to {n}"),
+            Step::AsgBounds { bounds, desired } => format!("set ASG {asg} to {bounds}, desired {desired}"),
+            Step::ServiceBounds(b) => format!("set the scalable target of ECS service {service} to {b}"),
+            Step::ServiceDesired(n) => format!("set ECS service {service} desired count to {n}"),
+        })
+        .collect();
+    if each.is_empty() { "nothing to change in AWS".to_owned() } else { each.join("; ") }
 }
 
 fn kind(action: &Action) -> &'static str {
     match action {
-        Action::Wake(_) => "wake",
+        Action::Wake { .. } => "wake",
         Action::DropWake { .. } => "drop_wake",
-        Action::Sleep(s) => s.cause.as_str(),
+        Action::Sleep { sleep, .. } => sleep.cause.as_str(),
         Action::NoteTasks { .. } => "note_tasks",
         Action::EndQuarantine => "end_quarantine",
         Action::ForgetManual { .. } => "forget_manual",
         Action::PointRecord { .. } => "point_record",
-        Action::ScaleService { .. } => "scale_service",
+        Action::Scale { .. } => "scale",
+        Action::ForgetParked(_) => "forget_parked",
         Action::Announce(Transition::Started { .. }) => "announce_started",
         Action::Announce(Transition::Stopped { .. }) => "announce_stopped",
         Action::Announce(Transition::LeftUp { .. }) => "announce_left_up",
@@ -290,10 +343,17 @@ fn kind(action: &Action) -> &'static str {
 }
 
 fn phase_why(leaf: &LeafConfig, phase: &Phase) -> String {
+    let what = if leaf.asg().is_some() { "instance" } else { "task" };
     match phase {
-        Phase::Up { instance, ip } => format!("instance {instance} is InService at {ip}"),
-        Phase::Asleep => format!("no Pending or InService instance left in ASG {}", leaf.asg),
-        Phase::Stopping { instance } => format!("ASG {} wants no instance; {instance} is on its way out", leaf.asg),
-        Phase::Waking => "an instance is launching".to_owned(),
+        Phase::Up { serving } => {
+            let ips: Vec<String> = phase.ips().iter().map(ToString::to_string).collect();
+            match serving.len() {
+                1 => format!("{what} {} serves at {}", serving[0].id, if ips.is_empty() { "its load balancer".to_owned() } else { ips.join(", ") }),
+                n => format!("{n} {what}s serve (newest {})", serving[0].id),
+            }
+        }
+        Phase::Asleep => format!("no {what} is launching or serving"),
+        Phase::Stopping { instance } => format!("no capacity is wanted; {what} {instance} is on its way out"),
+        Phase::Waking => format!("{} is launching", if leaf.asg().is_some() { "an instance" } else { "a task" }),
     }
 }

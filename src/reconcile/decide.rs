@@ -5,25 +5,29 @@
 //! which is what makes a restart at any moment converge without repeats.
 //!
 //! In order, for one leaf:
+//! 0. an operator's command, then a stop under way (a restart in its middle) is finished;
 //! 1. a pending wake request wakes it, unless it is quarantined, the query predates the
-//!    daemon's own decision to stop it, or the ASG already wants an instance;
+//!    daemon's own decision to stop it, or it already wants capacity;
 //! 2. a running leaf is stopped by the crash-loop breaker, the left-up guard (with
 //!    `left_up_stop`) or the traffic watchdog, in that order of urgency;
-//! 3. DNS and ECS follow the instance (or the idle IP and 0);
-//! 4. transitions are announced once DNS and ECS agree with them.
+//! 3. DNS follows the serving units (or the idle IP), capacity and scaling bounds stay
+//!    what the leaf's phase needs ([`super::capacity`]);
+//! 4. transitions are announced once DNS agrees with them and the leaf is ready.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
+use super::capacity::{Capacity, Step};
 use crate::aws::asg::{Group, Lifecycle};
 use crate::aws::ec2::Instance;
 use crate::aws::ecs::Service;
+use crate::aws::elbv2::Health;
 use crate::aws::route53::ARecord;
 use crate::clock::Timestamp;
-use crate::config::{HumanDuration, LeafConfig};
+use crate::config::{DnsMode, HumanDuration, LeafConfig};
 use crate::crashloop::{self, StoppedTask};
-use crate::leaf::{Phase, Sleep, Transition};
-use crate::state::{Announced, Failure, LeafState, Manual, Quarantine, SleepCause, Slept, WakeRequest, OPERATOR};
+use crate::leaf::{Phase, Sleep, Transition, Unit};
+use crate::state::{Announced, Failure, LeafState, Manual, Parked, Quarantine, SleepCause, Slept, WakeRequest, OPERATOR};
 
 use crate::watchdog::{self, Evaluation, Traffic, Verdict};
 
@@ -49,10 +53,19 @@ pub enum ServiceSeen {
     Known(Service),
 }
 
+/// A task of a leaf without an ASG, as observed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskSeen {
+    /// The task, with its ENI's public IP and start time.
+    pub unit: Unit,
+    /// RUNNING (not PROVISIONING or PENDING).
+    pub running: bool,
+}
+
 /// Everything AWS told us about one leaf this tick.
 #[derive(Debug, Clone)]
 pub struct Observation<'a> {
-    /// The ASG; None when AWS did not return it (deleted or misnamed).
+    /// The ASG; None when the leaf has none or AWS did not return it.
     pub group: Option<&'a Group>,
     /// Known EC2 details of instances, by id.
     pub instances: &'a HashMap<String, Instance>,
@@ -60,6 +73,10 @@ pub struct Observation<'a> {
     pub record: Seen<Option<ARecord>>,
     /// The leaf's ECS service.
     pub service: ServiceSeen,
+    /// Tasks ECS wants running, for a leaf without an ASG (its units).
+    pub tasks: Seen<Vec<TaskSeen>>,
+    /// Targets of the leaf's target groups, summed; None when not read.
+    pub targets: Option<Health>,
     /// Traffic per period for the watchdog; None when not read (asleep, too soon).
     pub traffic: Option<&'a Traffic>,
     /// Stopped tasks of the leaf's service (seen before or not).
@@ -68,11 +85,26 @@ pub struct Observation<'a> {
     pub zone_holds_domain: Option<bool>,
 }
 
+impl Observation<'_> {
+    fn capacity(&self) -> Capacity<'_> {
+        let service = match &self.service {
+            ServiceSeen::Known(s) => Some(s),
+            _ => None,
+        };
+        Capacity { group: self.group, service }
+    }
+}
+
 /// One step towards what the leaf should be.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Set the ASG's desired capacity to 1 for a DNS query.
-    Wake(WakeRequest),
+    /// Give the leaf its awake capacity for a DNS query (or an operator).
+    Wake {
+        /// The request acted on.
+        req: WakeRequest,
+        /// The capacity calls, in order.
+        steps: Vec<Step>,
+    },
     /// Forget a pending wake that must not or need not be acted on.
     DropWake {
         /// The query time of the request decided on.
@@ -82,8 +114,14 @@ pub enum Action {
         /// Worth an info line (the operator would want to know), not just debug.
         notable: bool,
     },
-    /// Set the ASG's desired capacity to 0, with one alert saying why.
-    Sleep(Sleep),
+    /// Take the leaf's capacity to 0, with one alert saying why. Written to the state
+    /// (with the bounds it parks) before its first call.
+    Sleep {
+        /// Why, and what to record first.
+        sleep: Sleep,
+        /// The capacity calls, in order.
+        steps: Vec<Step>,
+    },
     /// Remember stopped tasks (and the failures among them) so each counts once.
     NoteTasks {
         /// ARN and stop time of each newly seen stopped task.
@@ -99,20 +137,24 @@ pub enum Action {
         /// When the command decided on was asked.
         at: Timestamp,
         /// Why it needed no action; None when it was carried out.
-        why: Option<&'static str>,
+        why: Option<String>,
     },
     /// UPSERT the A record.
     PointRecord {
-        /// Target address.
-        ip: Ipv4Addr,
+        /// Target addresses, sorted.
+        ips: Vec<Ipv4Addr>,
         /// TTL.
         ttl: i64,
     },
-    /// Set a REPLICA service's desired count.
-    ScaleService {
-        /// The count.
-        desired: i32,
+    /// Keep capacity and bounds where the phase needs them (no alert).
+    Scale {
+        /// The calls, in order.
+        steps: Vec<Step>,
+        /// Bounds to record before the first call (they are about to be parked).
+        park: Parked,
     },
+    /// Forget recorded bounds that AWS shows restored.
+    ForgetParked(Parked),
     /// Tell the operator (one alert) and remember that we did.
     Announce(Transition),
     /// Remember the current state without an alert (first sight of the leaf).
@@ -123,14 +165,32 @@ pub enum Action {
 /// for about an hour).
 const FORGET_TASKS_MS: i64 = 3 * 3600 * 1000;
 
+/// Records `add`'s bounds (a part already recorded and parked keeps its record).
+pub fn remember_parked(parked: &mut Parked, add: Parked) {
+    parked.asg = add.asg.or(parked.asg);
+    parked.service = add.service.or(parked.service);
+}
+
+/// Forgets the records of bounds that `steps` restored.
+fn forget_restored(parked: &mut Parked, steps: &[Step]) {
+    for step in steps {
+        match step {
+            Step::AsgBounds { bounds, .. } if !bounds.parked() => parked.asg = None,
+            Step::ServiceBounds(b) if !b.parked() => parked.service = None,
+            _ => {}
+        }
+    }
+}
+
 impl Action {
     /// What the action does to the leaf's memory once it has succeeded at `now`.
     pub fn record(&self, state: &mut LeafState, now: Timestamp) {
         match self {
-            Action::Wake(req) => {
+            Action::Wake { req, steps } => {
                 state.woken_by = Some(req.clone());
                 state.woke_at = Some(now);
                 state.settle_wake(req.query_at);
+                forget_restored(&mut state.parked, steps);
             }
             // Only the command decided on: one that arrived during the tick (after the
             // state was read) has a later time and waits for the next tick.
@@ -140,8 +200,10 @@ impl Action {
                 }
             }
             Action::DropWake { query_at, .. } => state.settle_wake(*query_at),
-            Action::Sleep(s) => {
+            Action::Sleep { sleep: s, .. } => {
                 state.slept = Some(Slept { at: now, cause: s.cause, detail: s.detail.clone(), instance: s.instance.clone() });
+                state.stopping = None;
+                remember_parked(&mut state.parked, s.park);
                 // The sleep alert is the stop's one alert: no "stopped" follows.
                 state.announced = Some(Announced::Down);
                 state.woken_by = None;
@@ -157,7 +219,19 @@ impl Action {
                 state.failures.retain(|f| now.since(f.at) < FORGET_TASKS_MS);
             }
             Action::EndQuarantine => state.quarantine = None,
-            Action::PointRecord { .. } | Action::ScaleService { .. } => {}
+            Action::PointRecord { .. } => {}
+            Action::Scale { steps, park } => {
+                remember_parked(&mut state.parked, *park);
+                forget_restored(&mut state.parked, steps);
+            }
+            Action::ForgetParked(f) => {
+                if f.asg.is_some() {
+                    state.parked.asg = None;
+                }
+                if f.service.is_some() {
+                    state.parked.service = None;
+                }
+            }
             Action::Announce(Transition::Started { instance, .. }) => {
                 state.announced = Some(Announced::Up { instance: instance.clone() });
             }
@@ -182,104 +256,171 @@ pub struct Plan {
     pub waiting_for: Option<&'static str>,
     /// The watchdog's judgement, when it ran.
     pub evaluation: Option<Evaluation>,
+    /// Since when the leaf has served without being ready (its target groups' healthy
+    /// targets below `ready_targets`), while its "starting" alert waits for them.
+    pub unready_since: Option<Timestamp>,
 }
 
-/// Reads the leaf's phase from its ASG and instance details.
-pub fn phase(group: &Group, instances: &HashMap<String, Instance>) -> Phase {
-    let live: Vec<&str> = group
-        .instances
-        .iter()
-        .filter(|i| matches!(i.lifecycle, Lifecycle::Pending | Lifecycle::InService))
-        .map(|i| i.id.as_str())
-        .collect();
-    if group.desired == 0 {
-        return match live.first() {
-            Some(id) => Phase::Stopping { instance: (*id).to_owned() },
+/// The units behind a leaf, whatever its shape.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Footprint {
+    /// Desired capacity of what wakes the leaf (its ASG, or its service without one).
+    pub wanted: i32,
+    /// Units launching or serving.
+    pub live: Vec<String>,
+    /// Units serving (InService instances, RUNNING tasks) with what is known of them.
+    pub serving: Vec<Unit>,
+}
+
+/// The footprint of an ASG: its Pending and InService instances.
+pub fn group_footprint(group: &Group, instances: &HashMap<String, Instance>) -> Footprint {
+    Footprint {
+        wanted: group.desired,
+        live: group.instances.iter().filter(|i| matches!(i.lifecycle, Lifecycle::Pending | Lifecycle::InService)).map(|i| i.id.clone()).collect(),
+        serving: group
+            .instances
+            .iter()
+            .filter(|i| i.lifecycle == Lifecycle::InService)
+            .filter_map(|i| instances.get(&i.id))
+            .map(|i| Unit { id: i.id.clone(), ip: i.public_ip, launched_at: i.launched_at })
+            .collect(),
+    }
+}
+
+/// The leaf's footprint, or what it waits for before anything can be decided.
+fn footprint(leaf: &LeafConfig, obs: &Observation<'_>) -> Result<Footprint, &'static str> {
+    if leaf.asg().is_some() {
+        let group = obs.group.ok_or("the ASG to exist")?;
+        return Ok(group_footprint(group, obs.instances));
+    }
+    let service = match &obs.service {
+        ServiceSeen::Known(s) => s,
+        ServiceSeen::Unknown | ServiceSeen::NotConfigured => return Err("the ECS service to be read"),
+        ServiceSeen::Missing => return Err("the ECS service to exist"),
+    };
+    let tasks = match &obs.tasks {
+        Seen::Known(t) => t.as_slice(),
+        // A sleeping service's tasks are read only once it wants some.
+        Seen::Unknown if service.desired == 0 => &[],
+        Seen::Unknown => return Err("the service's tasks to be read"),
+    };
+    Ok(Footprint {
+        wanted: service.desired,
+        live: tasks.iter().map(|t| t.unit.id.clone()).collect(),
+        serving: tasks.iter().filter(|t| t.running).map(|t| t.unit.clone()).collect(),
+    })
+}
+
+/// Reads the leaf's phase from its footprint; `need_ip`: a unit serves only once it has
+/// a public IP (the daemon writes the leaf's DNS).
+pub fn phase(footprint: &Footprint, need_ip: bool) -> Phase {
+    if footprint.wanted == 0 {
+        return match footprint.live.first() {
+            Some(id) => Phase::Stopping { instance: id.clone() },
             None => Phase::Asleep,
         };
     }
-    let serving = group
-        .instances
-        .iter()
-        .filter(|i| i.lifecycle == Lifecycle::InService)
-        .filter_map(|i| instances.get(&i.id))
-        .filter_map(|i| Some((i, i.public_ip?)))
-        .max_by_key(|(i, _)| (i.launched_at, i.id.clone()));
-    match serving {
-        Some((instance, ip)) => Phase::Up { instance: instance.id.clone(), ip },
-        None if live.is_empty() => Phase::Asleep,
-        None => Phase::Waking,
+    let mut serving: Vec<Unit> = footprint.serving.iter().filter(|u| !need_ip || u.ip.is_some()).cloned().collect();
+    serving.sort_by(|a, b| (b.launched_at, &b.id).cmp(&(a.launched_at, &a.id)));
+    if !serving.is_empty() {
+        Phase::Up { serving }
+    } else if footprint.live.is_empty() {
+        Phase::Asleep
+    } else {
+        Phase::Waking
     }
 }
 
 /// Decides what to do for one leaf at `now`.
 pub fn decide(leaf: &LeafConfig, obs: &Observation<'_>, state: &LeafState, now: Timestamp) -> Plan {
-    let Some(group) = obs.group else {
-        return Plan { phase: Phase::Asleep, actions: Vec::new(), waiting_for: Some("the ASG to exist"), evaluation: None };
+    let footprint = match footprint(leaf, obs) {
+        Ok(f) => f,
+        Err(waiting) => return Plan { phase: Phase::Asleep, actions: Vec::new(), waiting_for: Some(waiting), evaluation: None, unready_since: None },
     };
-    let mut plan = Plan { phase: phase(group, obs.instances), actions: Vec::new(), waiting_for: None, evaluation: None };
+    let mut plan = Plan { phase: phase(&footprint, leaf.dns != DnsMode::None), actions: Vec::new(), waiting_for: None, evaluation: None, unready_since: None };
+    let capacity = obs.capacity();
     let quarantine = state.quarantine.as_ref().filter(|q| now < q.until);
     let manual_wake = matches!(state.manual, Some(Manual::Wake { .. }));
     if state.quarantine.is_some() && (quarantine.is_none() || manual_wake) {
         plan.actions.push(Action::EndQuarantine);
     }
+    if let Some(sleep) = &state.stopping {
+        // A stop was under way when the daemon last ran: finish it, with its one alert.
+        let (_, steps) = capacity.sleep(&state.parked);
+        plan.actions.push(Action::Sleep { sleep: sleep.clone(), steps });
+        return plan;
+    }
     if let Some(manual) = state.manual
-        && let Some(sleep) = operator(&mut plan, group, manual)
+        && let Some(sleep) = operator(&mut plan, leaf, &capacity, state, manual)
     {
-        plan.actions.push(Action::Sleep(sleep));
+        push_sleep(&mut plan, &capacity, state, sleep);
         plan.actions.push(Action::ForgetManual { at: manual.at(), why: None });
         return plan;
     }
-    let waking = plan.actions.iter().any(|a| matches!(a, Action::Wake(_))) || wake(&mut plan, group, state, quarantine, obs.zone_holds_domain);
+    let waking = plan.actions.iter().any(|a| matches!(a, Action::Wake { .. })) || wake(&mut plan, leaf, &capacity, state, quarantine, obs.zone_holds_domain);
     if !waking
-        && group.desired >= 1
+        && capacity.awake()
         && let Some(sleep) = stop(&mut plan, leaf, obs, state, now)
     {
-        plan.actions.push(Action::Sleep(sleep));
-        return plan; // DNS and ECS follow on the next tick, from the new phase
+        push_sleep(&mut plan, &capacity, state, sleep);
+        return plan; // DNS follows on the next tick, from the new phase
     }
-    converge(&mut plan, leaf, obs);
-    announce(&mut plan, state);
+    converge(&mut plan, leaf, obs, &capacity, state, waking);
+    announce(&mut plan, leaf, obs, state);
     plan
 }
 
+/// A sleep with the bounds it parks and its calls.
+fn push_sleep(plan: &mut Plan, capacity: &Capacity<'_>, state: &LeafState, mut sleep: Sleep) {
+    let (park, steps) = capacity.sleep(&state.parked);
+    sleep.park = park;
+    plan.actions.push(Action::Sleep { sleep, steps });
+}
+
+/// Why a leaf that already wants capacity needs no wake.
+fn already_awake(leaf: &LeafConfig) -> &'static str {
+    if leaf.asg().is_some() { "the ASG already wants an instance" } else { "the service already wants tasks" }
+}
+
 /// Step 0: an operator's command wins over everything else (even a quarantine).
-fn operator(plan: &mut Plan, group: &Group, manual: Manual) -> Option<Sleep> {
+fn operator(plan: &mut Plan, leaf: &LeafConfig, capacity: &Capacity<'_>, state: &LeafState, manual: Manual) -> Option<Sleep> {
     match manual {
-        Manual::Wake { at } if group.desired < 1 && group.max >= 1 => {
-            plan.actions.push(Action::Wake(WakeRequest { query_at: at, edge: OPERATOR.to_owned() }));
-            plan.actions.push(Action::ForgetManual { at, why: None });
+        Manual::Wake { at } if !capacity.awake() => match capacity.wake(leaf, &state.parked) {
+            Ok(steps) => {
+                plan.actions.push(Action::Wake { req: WakeRequest { query_at: at, edge: OPERATOR.to_owned() }, steps });
+                plan.actions.push(Action::ForgetManual { at, why: None });
+            }
+            Err(why) => plan.actions.push(Action::ForgetManual { at, why: Some(why) }),
+        },
+        Manual::Wake { at } => plan.actions.push(Action::ForgetManual { at, why: Some(already_awake(leaf).to_owned()) }),
+        Manual::Sleep { .. } if capacity.awake() => {
+            return Some(Sleep { cause: SleepCause::Manual, detail: "an operator ran `containerd sleep`".to_owned(), instance: plan.phase.instance().map(str::to_owned), quarantine_until: None, park: Parked::default() });
         }
-        Manual::Wake { at } => plan.actions.push(Action::ForgetManual { at, why: Some("the ASG already wants an instance (or its max size is 0)") }),
-        Manual::Sleep { .. } if group.desired >= 1 => {
-            let instance = match &plan.phase {
-                Phase::Up { instance, .. } | Phase::Stopping { instance } => Some(instance.clone()),
-                Phase::Asleep | Phase::Waking => None,
-            };
-            return Some(Sleep { cause: SleepCause::Manual, detail: "an operator ran `containerd sleep`".to_owned(), instance, quarantine_until: None });
-        }
-        Manual::Sleep { at } => plan.actions.push(Action::ForgetManual { at, why: Some("the leaf is already asleep") }),
+        Manual::Sleep { at } => plan.actions.push(Action::ForgetManual { at, why: Some("the leaf is already asleep".to_owned()) }),
     }
     None
 }
 
 /// Step 1: acts on a pending wake request; true when it wakes the leaf.
-fn wake(plan: &mut Plan, group: &Group, state: &LeafState, quarantine: Option<&Quarantine>, zone_holds_domain: Option<bool>) -> bool {
+fn wake(plan: &mut Plan, leaf: &LeafConfig, capacity: &Capacity<'_>, state: &LeafState, quarantine: Option<&Quarantine>, zone_holds_domain: Option<bool>) -> bool {
     let Some(req) = &state.wake else { return false };
-    let (why, notable) = if zone_holds_domain == Some(false) {
+    let (why, notable) = if zone_holds_domain == Some(false) && leaf.dns != DnsMode::None {
         // Players could not reach it: its record cannot be written in that zone.
         ("its hosted zone does not hold its domain (a problem alert says how to fix it)".to_owned(), true)
     } else if let Some(q) = quarantine {
         (format!("quarantined until {} after a crash loop ({})", q.until, q.detail), true)
     } else if state.slept.as_ref().is_some_and(|s| req.query_at <= s.at) {
         ("the query predates the decision to stop the leaf".to_owned(), true)
-    } else if group.desired >= 1 {
-        ("the ASG already wants an instance".to_owned(), false)
-    } else if group.max < 1 {
-        ("the ASG's max size is 0".to_owned(), true)
+    } else if capacity.awake() {
+        (already_awake(leaf).to_owned(), false)
     } else {
-        plan.actions.push(Action::Wake(req.clone()));
-        return true;
+        match capacity.wake(leaf, &state.parked) {
+            Ok(steps) => {
+                plan.actions.push(Action::Wake { req: req.clone(), steps });
+                return true;
+            }
+            Err(why) => (why, true),
+        }
     };
     plan.actions.push(Action::DropWake { query_at: req.query_at, why, notable });
     false
@@ -287,13 +428,12 @@ fn wake(plan: &mut Plan, group: &Group, state: &LeafState, quarantine: Option<&Q
 
 /// Step 2: whether a running leaf must be stopped, and why.
 fn stop(plan: &mut Plan, leaf: &LeafConfig, obs: &Observation<'_>, state: &LeafState, now: Timestamp) -> Option<Sleep> {
-    let instance = match &plan.phase {
-        Phase::Up { instance, .. } => Some(instance.clone()),
-        Phase::Waking => None,
+    let (instance, launched) = match &plan.phase {
+        Phase::Up { serving } => (serving.first().map(|u| u.id.clone()), serving.first().and_then(|u| u.launched_at)),
+        Phase::Waking => (None, None),
         Phase::Asleep | Phase::Stopping { .. } => return None,
     };
 
-    let launched = instance.as_ref().and_then(|i| obs.instances.get(i)).and_then(|i| i.launched_at);
     let awake_since = state.woke_at.max(launched);
     let new: Vec<&StoppedTask> = obs.stopped_tasks.iter().filter(|t| !state.seen_tasks.contains_key(&t.arn)).collect();
     // A task that stopped before this wake (say, killed with the last instance) is
@@ -315,6 +455,7 @@ fn stop(plan: &mut Plan, leaf: &LeafConfig, obs: &Observation<'_>, state: &LeafS
             detail: format!("{}; DNS queries will not wake it until {until} (cooldown {})", f.describe(), leaf.crash_loop.cooldown),
             instance,
             quarantine_until: Some(until),
+            park: Parked::default(),
         });
     }
 
@@ -333,6 +474,7 @@ fn stop(plan: &mut Plan, leaf: &LeafConfig, obs: &Observation<'_>, state: &LeafS
                 detail: format!("instance {instance} has been up for {up_for} (left_up_after {}, left_up_stop = true)", wd.left_up_after),
                 instance: Some(instance),
                 quarantine_until: None,
+                park: Parked::default(),
             });
         }
         if state.left_up_alerted.as_ref() != Some(&instance) {
@@ -353,6 +495,7 @@ fn stop(plan: &mut Plan, leaf: &LeafConfig, obs: &Observation<'_>, state: &LeafS
             ),
             instance: Some(instance),
             quarantine_until: None,
+            park: Parked::default(),
         }),
         _ => None,
     };
@@ -360,52 +503,85 @@ fn stop(plan: &mut Plan, leaf: &LeafConfig, obs: &Observation<'_>, state: &LeafS
     sleep
 }
 
-/// Step 3: DNS and ECS follow the phase.
-fn converge(plan: &mut Plan, leaf: &LeafConfig, obs: &Observation<'_>) {
-    let (target_ip, target_count) = match &plan.phase {
-        Phase::Up { ip, .. } => (*ip, 1),
-        Phase::Asleep | Phase::Stopping { .. } => (leaf.idle_ip, 0),
+/// Step 3: DNS follows the phase; capacity and bounds stay what the phase needs.
+fn converge(plan: &mut Plan, leaf: &LeafConfig, obs: &Observation<'_>, capacity: &Capacity<'_>, state: &LeafState, waking: bool) {
+    let target = match &plan.phase {
+        Phase::Up { .. } => Some(record_ips(leaf, &plan.phase)),
+        Phase::Asleep | Phase::Stopping { .. } => Some(vec![leaf.idle_ip]),
         Phase::Waking => {
-            plan.waiting_for = Some("an InService instance with a public IP");
-            return;
+            plan.waiting_for = Some(if leaf.asg().is_some() { "an InService instance with a public IP" } else { "a RUNNING task with a public IP" });
+            None
         }
     };
-    if obs.zone_holds_domain == Some(false) {
+    if leaf.dns == DnsMode::None {
+        // An alias to a load balancer, or someone else's record: never written.
+    } else if obs.zone_holds_domain == Some(false) {
         // The record cannot be written in that zone; a problem alert says so.
         plan.waiting_for = Some("a hosted zone that holds the domain");
-    } else {
-        point(plan, &obs.record, target_ip, leaf.dns_ttl());
+    } else if let Some(ips) = target {
+        point(plan, &obs.record, ips, leaf.dns_ttl());
     }
-    match &obs.service {
-        ServiceSeen::Known(s) if !s.daemon && s.desired != target_count => plan.actions.push(Action::ScaleService { desired: target_count }),
-        ServiceSeen::Unknown => plan.waiting_for = plan.waiting_for.or(Some("the ECS service to be read")),
-        ServiceSeen::Known(_) | ServiceSeen::NotConfigured | ServiceSeen::Missing => {}
+    if obs.service == ServiceSeen::Unknown {
+        plan.waiting_for = plan.waiting_for.or(Some("the ECS service to be read"));
+    }
+    if waking {
+        return; // the wake's own steps set the capacity this tick
+    }
+    if capacity.awake() {
+        let (steps, forget) = capacity.keep_awake(leaf, &state.parked);
+        if !steps.is_empty() {
+            plan.actions.push(Action::Scale { steps, park: Parked::default() });
+        }
+        if !forget.is_empty() {
+            plan.actions.push(Action::ForgetParked(forget));
+        }
+    } else {
+        let (park, steps) = capacity.keep_asleep(&state.parked);
+        if !steps.is_empty() {
+            plan.actions.push(Action::Scale { steps, park });
+        }
+    }
+}
+
+/// What the A record of a serving leaf holds: the newest unit's IP, or every one's.
+fn record_ips(leaf: &LeafConfig, phase: &Phase) -> Vec<Ipv4Addr> {
+    match leaf.dns {
+        DnsMode::Instance => phase.newest().and_then(|u| u.ip).into_iter().collect(),
+        DnsMode::All => phase.ips(),
+        DnsMode::None => Vec::new(),
     }
 }
 
 /// The A record follows the phase.
-fn point(plan: &mut Plan, record: &Seen<Option<ARecord>>, target_ip: Ipv4Addr, ttl: i64) {
+fn point(plan: &mut Plan, record: &Seen<Option<ARecord>>, ips: Vec<Ipv4Addr>, ttl: i64) {
     match record {
-        Seen::Known(Some(r)) if r.is(target_ip, ttl) => {}
-        Seen::Known(_) => plan.actions.push(Action::PointRecord { ip: target_ip, ttl }),
+        Seen::Known(Some(r)) if r.is(&ips, ttl) => {}
+        Seen::Known(_) => plan.actions.push(Action::PointRecord { ips, ttl }),
         // A running or stopping leaf's record must follow now: an UPSERT is idempotent, so
         // write it rather than wait for the read budget (1,000 leafs just after a restart
         // would otherwise keep a player waiting for minutes). An asleep leaf can wait.
-        Seen::Unknown if !matches!(plan.phase, Phase::Asleep) => plan.actions.push(Action::PointRecord { ip: target_ip, ttl }),
+        Seen::Unknown if !matches!(plan.phase, Phase::Asleep) => plan.actions.push(Action::PointRecord { ips, ttl }),
         Seen::Unknown => plan.waiting_for = Some("the A record to be read"),
     }
 }
 
-/// Step 4: one alert per transition, once DNS and ECS agree with it.
-fn announce(plan: &mut Plan, state: &LeafState) {
+/// Step 4: one alert per transition, once DNS agrees with it and the leaf is ready.
+fn announce(plan: &mut Plan, leaf: &LeafConfig, obs: &Observation<'_>, state: &LeafState) {
     let action = match (&plan.phase, &state.announced) {
-        (Phase::Up { instance, .. }, Some(Announced::Up { instance: announced })) if announced == instance => None,
-        (Phase::Up { instance, .. }, None) => Some(Action::Adopt(Announced::Up { instance: instance.clone() })),
-        (Phase::Up { instance, ip }, Some(_)) => Some(Action::Announce(Transition::Started {
-            instance: instance.clone(),
-            ip: *ip,
-            woken_by: state.woken_by.clone(),
-        })),
+        (Phase::Up { serving }, Some(Announced::Up { instance: announced })) if serving.iter().any(|u| &u.id == announced) => None,
+        // One of several units was replaced: the leaf never stopped serving, no news.
+        (Phase::Up { serving }, Some(Announced::Up { .. })) if serving.len() > 1 => Some(Action::Adopt(Announced::Up { instance: serving[0].id.clone() })),
+        (Phase::Up { serving }, None) => Some(Action::Adopt(Announced::Up { instance: serving[0].id.clone() })),
+        (Phase::Up { serving }, Some(_)) => {
+            let ready = leaf.target_group_arns.is_empty() || obs.targets.is_some_and(|h| h.healthy >= leaf.ready_targets());
+            if ready {
+                Some(Action::Announce(Transition::Started { instance: serving[0].id.clone(), ips: record_ips(leaf, &plan.phase), woken_by: state.woken_by.clone() }))
+            } else {
+                plan.waiting_for = plan.waiting_for.or(Some("ready_targets healthy targets in target_group_arns"));
+                plan.unready_since = state.woke_at.max(serving.iter().filter_map(|u| u.launched_at).min());
+                None
+            }
+        }
         (Phase::Asleep, Some(Announced::Up { instance })) => Some(Action::Announce(Transition::Stopped { instance: instance.clone() })),
         (Phase::Asleep, None) => Some(Action::Adopt(Announced::Down)),
         (Phase::Asleep, Some(Announced::Down)) | (Phase::Waking | Phase::Stopping { .. }, _) => None,

@@ -8,6 +8,7 @@
 //! - [`apply`]: the calls, in the order a waiting player cares about.
 
 pub mod apply;
+pub mod capacity;
 pub mod decide;
 pub mod observe;
 
@@ -19,7 +20,6 @@ use tokio::sync::watch;
 use crate::aws::Aws;
 use crate::clock::Timeline;
 use crate::config::Config;
-use crate::leaf::Phase;
 use crate::state::{LeafState, StateStore};
 use crate::status::{LeafView, Status};
 use crate::worker::{Activator, Task, WorkerError};
@@ -79,44 +79,63 @@ impl Reconciler {
     }
 }
 
-/// Problems the observation itself shows: a missing ASG, an instance without a public IP.
-fn conditions(leaf: &crate::config::LeafConfig, cache: &observe::Cache, report: &mut crate::problems::Report) {
+/// Problems the observation itself shows: a missing ASG or service, a serving unit
+/// without a public IP, targets that stay unhealthy.
+fn conditions(leaf: &crate::config::LeafConfig, cache: &observe::Cache, plan: &decide::Plan, now: crate::clock::Timestamp, report: &mut crate::problems::Report) {
     use crate::state::Problem;
-    let Some(group) = cache.groups.get(leaf.name().as_str()).and_then(|c| c.value.as_ref()) else {
-        report.raised.push(Problem::asg_missing(leaf));
-        return;
-    };
-    report.cleared.push("asg_missing".into());
+    if leaf.asg().is_some() {
+        if cache.groups.get(leaf.name().as_str()).and_then(|c| c.value.as_ref()).is_none() {
+            report.raised.push(Problem::asg_missing(leaf));
+            return;
+        }
+        report.cleared.push("asg_missing".into());
+    } else {
+        match cache.service(leaf) {
+            decide::ServiceSeen::Missing => {
+                report.raised.push(Problem::service_missing(leaf));
+                return;
+            }
+            decide::ServiceSeen::Known(_) => report.cleared.push("service_missing".into()),
+            _ => {}
+        }
+    }
     match (cache.zone_holds_domain(leaf), cache.zones.get(leaf.hosted_zone_id.as_str())) {
-        (Some(false), Some(zone)) => report.raised.push(Problem::zone_mismatch(leaf, zone)),
-        (Some(true), _) => report.cleared.push("zone_mismatch".into()),
+        (Some(false), Some(zone)) if leaf.dns != crate::config::DnsMode::None => report.raised.push(Problem::zone_mismatch(leaf, zone)),
+        (Some(_), _) => report.cleared.push("zone_mismatch".into()),
         _ => {}
     }
-    let unreachable = group
-        .instances
-        .iter()
-        .filter(|i| i.lifecycle == crate::aws::asg::Lifecycle::InService)
-        .find(|i| cache.instances.get(&i.id).is_some_and(|known| known.public_ip.is_none()));
+    let unreachable = cache.footprint(leaf).and_then(|f| f.serving.into_iter().find(|u| u.ip.is_none()));
     match unreachable {
-        Some(i) => report.raised.push(Problem::no_public_ip(leaf, &i.id)),
-        None => report.cleared.push("no_public_ip".into()),
+        Some(u) if leaf.dns != crate::config::DnsMode::None => report.raised.push(Problem::no_public_ip(leaf, &u.id)),
+        _ => report.cleared.push("no_public_ip".into()),
+    }
+    match plan.unready_since {
+        Some(since) if now.since(since) >= leaf.ready_timeout.as_millis() => {
+            let healthy = cache.targets.get(leaf.name().as_str()).map(|c| c.value.healthy);
+            report.raised.push(Problem::not_ready(leaf, healthy, since));
+        }
+        Some(_) => {}
+        None => report.cleared.push("not_ready".into()),
     }
 }
 
 /// The `/status` view of a leaf after a decision.
-fn view(leaf: &crate::config::LeafConfig, plan: &decide::Plan, group: Option<&crate::aws::asg::Group>, memory: &LeafState, now: crate::clock::Timestamp) -> LeafView {
-    let (instance, ip) = match &plan.phase {
-        Phase::Up { instance, ip } => (Some(instance.clone()), Some(ip.to_string())),
-        Phase::Stopping { instance } => (Some(instance.clone()), None),
-        Phase::Asleep | Phase::Waking => (None, None),
-    };
+fn view(leaf: &crate::config::LeafConfig, plan: &decide::Plan, cache: &observe::Cache, memory: &LeafState, now: crate::clock::Timestamp) -> LeafView {
+    let ips = plan.phase.ips();
+    let name = leaf.name().as_str();
+    let observed = cache.footprint(leaf).is_some();
+    let missing = if leaf.asg().is_some() { "asg_missing" } else { "service_missing" };
     LeafView {
-        name: leaf.name().to_string(),
+        name: name.to_owned(),
+        env: leaf.env.as_ref().map(ToString::to_string),
         domain: leaf.domain().to_string(),
-        phase: if group.is_some() { plan.phase.name().to_owned() } else { "asg_missing".to_owned() },
-        instance,
-        ip,
-        desired: group.map(|g| g.desired),
+        phase: if observed { plan.phase.name().to_owned() } else { missing.to_owned() },
+        instance: plan.phase.instance().map(str::to_owned),
+        ip: plan.phase.newest().and_then(|u| u.ip).map(|ip| ip.to_string()),
+        ips: ips.iter().map(ToString::to_string).collect(),
+        desired: cache.footprint(leaf).map(|f| f.wanted),
+        scaling: view_scaling(leaf, cache, memory),
+        healthy_targets: cache.targets.get(name).map(|c| c.value.healthy),
         wake_pending: memory.wake.is_some(),
         quarantined_until: memory.quarantine.as_ref().map(|q| q.until).filter(|u| *u > now),
         verdict: plan.evaluation.as_ref().map(|e| e.verdict.name().to_owned()),
@@ -128,6 +147,26 @@ fn view(leaf: &crate::config::LeafConfig, plan: &decide::Plan, group: Option<&cr
         observed_at: Some(now),
         problems: memory.problems.values().map(|p| p.text.clone()).collect(),
     }
+}
+
+/// What scales the leaf besides the daemon, for `/status`: policies found, bounds
+/// now, and bounds parked while it sleeps.
+fn view_scaling(leaf: &crate::config::LeafConfig, cache: &observe::Cache, memory: &LeafState) -> Option<crate::status::ScalingView> {
+    let group = cache.groups.get(leaf.name().as_str()).and_then(|c| c.value.as_ref());
+    let service = match cache.service(leaf) {
+        decide::ServiceSeen::Known(s) => s.scalable,
+        _ => None,
+    };
+    let asg_managed = group.is_some_and(|g| g.policies || g.min > 0) || memory.parked.asg.is_some();
+    if !asg_managed && service.is_none() && memory.parked.is_empty() {
+        return None;
+    }
+    Some(crate::status::ScalingView {
+        asg_policies: group.is_some_and(|g| g.policies),
+        asg_bounds: group.filter(|_| asg_managed).map(|g| crate::state::Bounds { min: g.min, max: g.max }),
+        service_bounds: service,
+        parked: memory.parked,
+    })
 }
 
 impl Task for Reconciler {
@@ -155,6 +194,8 @@ impl Task for Reconciler {
                     instances: &self.cache.instances,
                     record: self.cache.record(name),
                     service: self.cache.service(leaf),
+                    tasks: self.cache.tasks(leaf),
+                    targets: self.cache.targets.get(name).map(|c| c.value),
                     traffic: self.cache.traffic.get(name).map(|c| &c.value),
                     stopped_tasks: &stopped_tasks,
                     zone_holds_domain: self.cache.zone_holds_domain(leaf),
@@ -177,9 +218,7 @@ impl Task for Reconciler {
             .iter()
             .map(|(i, plan)| {
                 let leaf = &config.leafs[*i];
-                let name = leaf.name().as_str();
-                let group = self.cache.groups.get(name).and_then(|c| c.value.as_ref());
-                view(leaf, plan, group, memory.leafs.get(name).unwrap_or(&LeafState::default()), now)
+                view(leaf, plan, &self.cache, memory.leafs.get(leaf.name().as_str()).unwrap_or(&LeafState::default()), now)
             })
             .collect();
         let names: Vec<String> = config.leafs.iter().map(|l| l.name().to_string()).collect();
@@ -191,10 +230,10 @@ impl Task for Reconciler {
             shared.again.activate();
         }
         let mut raised = Vec::new();
-        for (i, _) in &plans {
+        for (i, plan) in &plans {
             let leaf = &config.leafs[*i];
             let mut report = self.cache.reports.remove(leaf.name().as_str()).unwrap_or_default();
-            conditions(leaf, &self.cache, &mut report);
+            conditions(leaf, &self.cache, plan, now, &mut report);
             if !config.daemon.dry_run {
                 raised.extend(crate::problems::update(&shared.store, leaf, report).into_iter().map(|p| (*i, p)));
             }

@@ -19,7 +19,7 @@ use crate::clock::Timestamp;
 /// - 1: the first format.
 /// - 2: the query-log tail remembers `swept_until` (read once, closed) instead of
 ///   `read_until`; an outbox entry may have several deliveries in flight at once.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 
 /// The `edge` of a wake request made by `containerd wake`.
 pub const OPERATOR: &str = "operator (containerd wake)";
@@ -119,6 +119,79 @@ pub struct LeafState {
     /// Open problems already alerted, by key.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub problems: BTreeMap<String, Problem>,
+    /// Scaling bounds the daemon parked at 0/0 to put the leaf to sleep, restored on wake.
+    #[serde(default, skip_serializing_if = "Parked::is_empty")]
+    pub parked: Parked,
+    /// A stop under way: written before its first call, so a restart in the middle
+    /// finishes it (and sends its one alert) instead of seeing a stop by someone else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopping: Option<Sleep>,
+}
+
+/// Min and max capacity of an ASG or of a service's scalable target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bounds {
+    /// Minimum capacity.
+    pub min: i32,
+    /// Maximum capacity.
+    pub max: i32,
+}
+
+impl Bounds {
+    /// What a sleeping leaf's bounds are parked at: nothing can scale it out.
+    pub const PARKED: Bounds = Bounds { min: 0, max: 0 };
+
+    /// True when nothing can scale it out.
+    pub fn parked(self) -> bool {
+        self.max <= 0
+    }
+
+    /// `n` within the bounds.
+    pub fn clamp(self, n: i32) -> i32 {
+        n.min(self.max).max(self.min)
+    }
+}
+
+impl std::fmt::Display for Bounds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "min {} / max {}", self.min, self.max)
+    }
+}
+
+/// Bounds as they were before the daemon parked them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Parked {
+    /// The ASG's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asg: Option<Bounds>,
+    /// The ECS service's scalable target's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<Bounds>,
+}
+
+impl Parked {
+    /// True when nothing is recorded.
+    pub fn is_empty(&self) -> bool {
+        self.asg.is_none() && self.service.is_none()
+    }
+}
+
+/// The daemon's decision to stop a running leaf.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sleep {
+    /// Why.
+    pub cause: SleepCause,
+    /// The figures behind it, for the alert.
+    pub detail: String,
+    /// The running instance or task, if any (names the alert).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    /// Set by the crash-loop breaker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantine_until: Option<Timestamp>,
+    /// Bounds to record before parking them (the stop's first step).
+    #[serde(default, skip_serializing_if = "Parked::is_empty")]
+    pub park: Parked,
 }
 
 /// An operator's command, given through the running daemon so that its state, alerts
@@ -329,6 +402,9 @@ pub fn migrate(bytes: &[u8]) -> Result<State, SchemaError> {
     if found < 2 {
         v1_to_v2(&mut value);
     }
+    // Version 3 added parked bounds and a stop under way; a version 2 file has neither,
+    // and the new fields default to empty. The number still moves so that an older
+    // daemon refuses a file whose parked bounds it would silently drop.
     let mut state: State = serde_json::from_value(value)?;
     state.version = VERSION;
     Ok(state)

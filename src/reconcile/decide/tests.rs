@@ -7,6 +7,7 @@ use std::path::Path;
 
 use super::*;
 use crate::aws::asg::GroupInstance;
+use crate::reconcile::capacity::Step;
 use crate::config::Config;
 use crate::crashloop::ContainerExit;
 
@@ -42,10 +43,10 @@ struct World {
 impl World {
     fn asleep(ecs: Option<bool>) -> Self {
         World {
-            group: Group { name: "mc-asg".into(), desired: 0, max: 1, instances: vec![] },
+            group: Group { name: "mc-asg".into(), desired: 0, min: 0, max: 1, policies: false, instances: vec![] },
             instances: HashMap::new(),
             record: Some(ARecord { values: vec!["0.0.0.0".into()], ttl: Some(1) }),
-            service: ecs.map(|daemon| Service { name: "mc".into(), daemon, desired: 0 }),
+            service: ecs.map(|daemon| Service { name: "mc".into(), daemon, desired: 0, scalable: None }),
             traffic: None,
             tasks: vec![],
             zone_holds_domain: Some(true),
@@ -69,6 +70,8 @@ impl World {
             instances: &self.instances,
             record: Seen::Known(self.record.clone()),
             service: self.service.clone().map_or(ServiceSeen::NotConfigured, ServiceSeen::Known),
+            tasks: Seen::Known(Vec::new()),
+            targets: None,
             traffic: self.traffic.as_ref(),
             stopped_tasks: &self.tasks,
             zone_holds_domain: self.zone_holds_domain,
@@ -83,21 +86,33 @@ impl World {
     fn apply(&mut self, plan: &Plan) {
         for action in &plan.actions {
             match action {
-                Action::Wake(_) => {
-                    self.group.desired = 1;
-                    let n = self.group.instances.len() + 1;
-                    self.launch(&format!("i-{n}"), Some(IP), self.now.0);
+                Action::Wake { steps, .. } | Action::Scale { steps, .. } => self.steps(steps),
+                Action::Sleep { sleep, steps } => {
+                    self.steps(steps);
+                    self.alerts.push(sleep.cause.as_str().to_owned());
                 }
-                Action::Sleep(s) => {
-                    self.scale_to_zero();
-                    self.alerts.push(s.cause.as_str().to_owned());
-                }
-                Action::PointRecord { ip, ttl } => self.record = Some(ARecord { values: vec![ip.to_string()], ttl: Some(*ttl) }),
-                Action::ScaleService { desired } => self.service.as_mut().unwrap().desired = *desired,
+                Action::PointRecord { ips, ttl } => self.record = Some(ARecord { values: ips.iter().map(ToString::to_string).collect(), ttl: Some(*ttl) }),
+                Action::ForgetParked(_) => {}
                 Action::Announce(t) => self.alerts.push(kind(t).to_owned()),
                 Action::DropWake { .. } | Action::Adopt(_) | Action::NoteTasks { .. } | Action::EndQuarantine | Action::ForgetManual { .. } => {}
             }
             action.record(&mut self.state, self.now);
+        }
+    }
+
+    /// Capacity calls as AWS would take them (an instance launches at once, as on moto).
+    fn steps(&mut self, steps: &[Step]) {
+        for step in steps {
+            match *step {
+                Step::AsgDesired(0) | Step::AsgBounds { desired: 0, .. } => self.scale_to_zero(),
+                Step::AsgDesired(_) | Step::AsgBounds { .. } => {
+                    self.group.desired = 1;
+                    let n = self.group.instances.len() + 1;
+                    self.launch(&format!("i-{n}"), Some(IP), self.now.0);
+                }
+                Step::ServiceDesired(n) => self.service.as_mut().unwrap().desired = n,
+                Step::ServiceBounds(b) => self.service.as_mut().unwrap().scalable = Some(b),
+            }
         }
     }
 
@@ -142,7 +157,7 @@ fn a_dns_query_wakes_a_sleeping_leaf_first_thing() {
     let mut w = World::asleep(None);
     w.state.request_wake(Timestamp(500), "FRA6");
     let plan = w.decide(&leaf);
-    assert_eq!(plan.actions.first(), Some(&Action::Wake(query(500))));
+    assert_eq!(plan.actions.first(), Some(&Action::Wake { req: query(500), steps: vec![Step::AsgDesired(1)] }));
 }
 
 #[test]
@@ -223,7 +238,9 @@ fn with_two_instances_dns_follows_the_newest() {
     w.group.desired = 1;
     w.launch("i-old", Some(Ipv4Addr::new(1, 1, 1, 1)), 10);
     w.launch("i-new", Some(IP), 20);
-    assert_eq!(w.decide(&leaf).phase, Phase::Up { instance: "i-new".into(), ip: IP });
+    let phase = w.decide(&leaf).phase;
+    assert_eq!(phase.instance(), Some("i-new"));
+    assert_eq!(phase.newest().and_then(|u| u.ip), Some(IP));
 }
 
 #[test]
@@ -237,7 +254,7 @@ fn a_running_leafs_record_is_written_without_waiting_to_read_it() {
     let mut obs = w.observe();
     obs.record = Seen::Unknown;
     let plan = decide(&leaf, &obs, &w.state, Timestamp(0));
-    assert_eq!(plan.actions.first(), Some(&Action::PointRecord { ip: IP, ttl: 1 }), "{plan:?}");
+    assert_eq!(plan.actions.first(), Some(&Action::PointRecord { ips: vec![IP], ttl: 1 }), "{plan:?}");
     assert!(matches!(plan.actions.last(), Some(Action::Announce(Transition::Started { .. }))), "the alert follows the write in order");
 }
 
@@ -303,7 +320,7 @@ fn restart_after_every_action_never_repeats_an_alert() {
                 if done == stop_after {
                     break 'outer; // killed here; the state of the earlier actions persisted
                 }
-                w.apply(&Plan { phase: plan.phase.clone(), actions: vec![action.clone()], waiting_for: None, evaluation: None });
+                w.apply(&Plan { phase: plan.phase.clone(), actions: vec![action.clone()], waiting_for: None, evaluation: None, unready_since: None });
                 done += 1;
             }
         }
@@ -335,7 +352,7 @@ impl World {
         let mut w = World::woken_at(leaf, 10);
         w.at_minute(14, 0.0);
         let plan = w.decide(leaf);
-        assert!(plan.actions.iter().any(|a| matches!(a, Action::Sleep(_))), "an idle stop: {plan:?}");
+        assert!(plan.actions.iter().any(|a| matches!(a, Action::Sleep { .. })), "an idle stop: {plan:?}");
         w.apply(&plan);
         w
     }
@@ -358,7 +375,7 @@ fn a_stopping_instance_gets_the_idle_record_at_once_and_no_alert_yet() {
     w.group.desired = 0; // an operator scaled it down; the instance is still terminating
     let plan = w.decide(&leaf);
     assert_eq!(plan.phase, Phase::Stopping { instance: "i-1".into() });
-    assert_eq!(plan.actions, vec![Action::PointRecord { ip: Ipv4Addr::UNSPECIFIED, ttl: 1 }, Action::ScaleService { desired: 0 }]);
+    assert_eq!(plan.actions, vec![Action::PointRecord { ips: vec![Ipv4Addr::UNSPECIFIED], ttl: 1 }, Action::Scale { steps: vec![Step::ServiceDesired(0)], park: Parked::default() }]);
 }
 
 #[test]
@@ -367,7 +384,7 @@ fn an_idle_leaf_is_stopped_with_one_alert_saying_why() {
     let mut w = World::woken_at(&leaf, 10);
     w.at_minute(14, 100.0);
     let plan = w.decide(&leaf);
-    let Some(Action::Sleep(s)) = plan.actions.last() else { panic!("{plan:?}") };
+    let Some(Action::Sleep { sleep: s, .. }) = plan.actions.last() else { panic!("{plan:?}") };
     assert_eq!(s.cause, SleepCause::Idle);
     assert!(s.detail.contains("idle for 3m") && s.detail.contains("2 B/s"), "{}", s.detail);
     w.apply(&plan);
@@ -402,7 +419,7 @@ fn a_query_while_the_leaf_is_stopping_wakes_it_again() {
     // The player is back a second after the decision.
     w.now = w.now.plus_ms(1000);
     w.state.request_wake(w.now, "FRA6");
-    assert!(matches!(w.decide(&leaf).actions.first(), Some(Action::Wake(_))));
+    assert!(matches!(w.decide(&leaf).actions.first(), Some(Action::Wake { .. })));
 }
 
 #[test]
@@ -586,7 +603,7 @@ fn a_late_line_and_the_returning_players_query_in_one_batch_still_wake() {
     w.state.request_wake(decided.minus_ms(20_000), "FRA6"); // late line from before the stop
     w.state.request_wake(decided.plus_ms(5_000), "FRA6"); // the player is back
     w.now = decided.plus_ms(6_000);
-    assert!(matches!(w.decide(&leaf).actions.first(), Some(Action::Wake(_))));
+    assert!(matches!(w.decide(&leaf).actions.first(), Some(Action::Wake { .. })));
 }
 
 #[test]
@@ -600,7 +617,7 @@ fn a_stop_is_decided_once_per_instance_even_if_the_asg_stays_up() {
         a.record(&mut w.state, w.now); // recorded as in dry run; the ASG is untouched
     }
     w.at_minute(15, 0.0);
-    assert!(!w.decide(&leaf).actions.iter().any(|a| matches!(a, Action::Sleep(_))));
+    assert!(!w.decide(&leaf).actions.iter().any(|a| matches!(a, Action::Sleep { .. })));
 }
 
 #[test]
@@ -610,9 +627,9 @@ fn regression_a_leaf_whose_zone_does_not_hold_its_domain_is_not_woken() {
     w.zone_holds_domain = Some(false);
     w.state.request_wake(Timestamp(500), "FRA6");
     let plan = w.decide(&leaf);
-    assert!(!plan.actions.iter().any(|a| matches!(a, Action::Wake(_))), "{plan:?}");
+    assert!(!plan.actions.iter().any(|a| matches!(a, Action::Wake { .. })), "{plan:?}");
     assert!(plan.actions.iter().any(|a| matches!(a, Action::DropWake { notable: true, why, .. } if why.contains("hosted zone"))), "{plan:?}");
     w.zone_holds_domain = None;
     w.state.request_wake(Timestamp(600), "FRA6");
-    assert!(w.decide(&leaf).actions.iter().any(|a| matches!(a, Action::Wake(_))), "a zone not read yet does not hold a wake back");
+    assert!(w.decide(&leaf).actions.iter().any(|a| matches!(a, Action::Wake { .. })), "a zone not read yet does not hold a wake back");
 }

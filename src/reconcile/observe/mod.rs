@@ -13,16 +13,20 @@
 //!
 //! Calls per tick are thus bounded by constants, not by the number of leafs.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+mod shapes;
 
-use super::decide::{self, Seen, ServiceSeen};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::net::Ipv4Addr;
+
+use super::capacity::Step;
+use super::decide::{self, Footprint, Seen, ServiceSeen, TaskSeen};
 use crate::aws::asg::{Group, Lifecycle, NAMES_PER_CALL};
-use crate::aws::cloudwatch::SumQuery;
 use crate::aws::ec2::Instance;
+use crate::aws::elbv2::Health;
 use crate::aws::route53::ARecord;
 use crate::aws::{Aws, AwsError};
 use crate::clock::Timestamp;
-use crate::config::{Config, LeafConfig};
+use crate::config::{Config, DnsMode, LeafConfig};
 use crate::crashloop::{ContainerExit, StoppedTask};
 use crate::leaf::Phase;
 use crate::state::{Announced, LeafState, State};
@@ -74,6 +78,30 @@ pub struct Cache {
     pub reports: HashMap<String, crate::problems::Report>,
     /// Hosted zone names by zone id (immutable: read once per run).
     pub zones: HashMap<String, String>,
+    /// Names of the region's ASGs that have scaling policies.
+    pub policies: Option<Cached<BTreeSet<String>>>,
+    /// Tasks ECS wants running, by cluster, as last listed (clusters of awake leafs
+    /// without an ASG).
+    pub running: HashMap<String, Cached<Vec<String>>>,
+    /// Those tasks as described (a task is described again until it is RUNNING).
+    pub live_tasks: HashMap<String, LiveTask>,
+    /// Public IPs of task network interfaces (immutable while the task runs).
+    pub eni_ips: HashMap<String, Ipv4Addr>,
+    /// Each leaf's targets, summed over its target groups, read while its start waits.
+    pub targets: HashMap<String, Cached<Health>>,
+}
+
+/// A task ECS wants running, as the reconciler remembers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveTask {
+    /// The service it belongs to (from its group `service:NAME`).
+    pub service: Option<String>,
+    /// RUNNING (not PROVISIONING or PENDING).
+    pub running: bool,
+    /// When it started running.
+    pub started_at: Option<Timestamp>,
+    /// Its network interface (awsvpc).
+    pub eni: Option<String>,
 }
 
 impl Cache {
@@ -105,23 +133,66 @@ impl Cache {
         self.traffic.retain(|k, _| keep.contains(k));
         self.stopped.retain(|k, _| keep.contains(k));
         self.reports.retain(|k, _| keep.contains(k));
+        self.targets.retain(|k, _| keep.contains(k));
     }
 
-    /// Remembers a desired capacity we have just set on the ASG of `leaf`. Without it the
-    /// cache would still say what the group was before the write, and with more leafs than
-    /// one DescribeAutoScalingGroups call holds, a just-woken leaf would count as settled
+    /// Remembers a capacity step AWS has just taken. Without it the cache would still
+    /// say what the group was before the write, and with more leafs than one
+    /// DescribeAutoScalingGroups call holds, a just-woken leaf would count as settled
     /// and wait a whole rotation (about a minute at 1,000 leafs) before its instance, and
     /// so its A record, were looked at.
-    pub fn desired_set(&mut self, leaf: &str, desired: i32) {
-        if let Some(Cached { value: Some(group), .. }) = self.groups.get_mut(leaf) {
-            group.desired = desired;
+    pub fn learn(&mut self, leaf: &LeafConfig, step: Step) {
+        let name = leaf.name().as_str();
+        let group = self.groups.get_mut(name).and_then(|c| c.value.as_mut());
+        let service = match self.services.get_mut(name) {
+            Some(Cached { value: ServiceSeen::Known(s), .. }) => Some(s),
+            _ => None,
+        };
+        match (step, group, service) {
+            (Step::AsgDesired(n), Some(g), _) => g.desired = n,
+            (Step::AsgBounds { bounds, desired }, Some(g), _) => (g.min, g.max, g.desired) = (bounds.min, bounds.max, desired),
+            (Step::ServiceBounds(b), _, Some(s)) => s.scalable = Some(b),
+            (Step::ServiceDesired(n), _, Some(s)) => s.desired = n,
+            _ => {}
         }
     }
 
+    /// The tasks of a leaf without an ASG as a decision input (Known only once its
+    /// cluster's running tasks were listed).
+    pub fn tasks(&self, leaf: &LeafConfig) -> Seen<Vec<TaskSeen>> {
+        let Some((cluster, service)) = leaf.ecs().filter(|_| leaf.asg().is_none()) else { return Seen::Known(Vec::new()) };
+        let Some(listed) = self.running.get(cluster.as_str()) else { return Seen::Unknown };
+        Seen::Known(
+            listed
+                .value
+                .iter()
+                .filter_map(|arn| Some((arn, self.live_tasks.get(arn)?)))
+                .filter(|(_, t)| t.service.as_deref() == Some(service.as_str()))
+                .map(|(arn, t)| TaskSeen {
+                    unit: crate::leaf::Unit { id: arn.clone(), ip: t.eni.as_ref().and_then(|e| self.eni_ips.get(e)).copied(), launched_at: t.started_at },
+                    running: t.running,
+                })
+                .collect(),
+        )
+    }
+
+    /// The units behind the leaf, if observed.
+    pub fn footprint(&self, leaf: &LeafConfig) -> Option<Footprint> {
+        if leaf.asg().is_some() {
+            let group = self.groups.get(leaf.name().as_str())?.value.as_ref()?;
+            return Some(decide::group_footprint(group, &self.instances));
+        }
+        let ServiceSeen::Known(service) = self.service(leaf) else { return None };
+        let tasks = match self.tasks(leaf) {
+            Seen::Known(t) => t,
+            Seen::Unknown => Vec::new(),
+        };
+        Some(Footprint { wanted: service.desired, live: tasks.iter().map(|t| t.unit.id.clone()).collect(), serving: tasks.into_iter().filter(|t| t.running).map(|t| t.unit).collect() })
+    }
+
     /// The leaf's phase from the last observation, if it was observed.
-    pub fn phase(&self, leaf: &str) -> Option<Phase> {
-        let group = self.groups.get(leaf)?.value.as_ref()?;
-        Some(decide::phase(group, &self.instances))
+    pub fn phase(&self, leaf: &LeafConfig) -> Option<Phase> {
+        Some(decide::phase(&self.footprint(leaf)?, leaf.dns != DnsMode::None))
     }
 
     /// The stopped tasks listed for `leaf` that have been described.
@@ -135,15 +206,20 @@ impl Cache {
     /// with 1,000 leafs does not describe all of them every tick until then.
     fn settled(&self, leaf: &LeafConfig, state: &State) -> bool {
         let name = leaf.name().as_str();
-        let Some(group) = self.groups.get(name) else { return false };
-        // The ASG does not exist: a problem alerted once. Looking for it every pass would
-        // cost a call per 100 such leafs per pass; the rotation finds it again.
-        let Some(g) = &group.value else { return true };
-        let asleep = g.desired == 0 && g.instances.is_empty();
+        let asleep = if leaf.asg().is_some() {
+            let Some(group) = self.groups.get(name) else { return false };
+            // The ASG does not exist: a problem alerted once. Looking for it every pass would
+            // cost a call per 100 such leafs per pass; the rotation finds it again.
+            let Some(g) = &group.value else { return true };
+            g.desired == 0 && g.instances.is_empty() && !(g.policies && g.max > 0)
+        } else {
+            // Without an ASG the service is the leaf: read it every pass until it sleeps.
+            self.footprint(leaf).is_some_and(|f| f.wanted == 0 && f.live.is_empty())
+        };
         let memory = state.leafs.get(name);
-        let quiet = memory.is_some_and(|m| m.wake.is_none() && m.manual.is_none() && m.announced == Some(Announced::Down));
-        let record_wrong = matches!(self.record(name), Seen::Known(r) if !r.as_ref().is_some_and(|r| r.is(leaf.idle_ip, leaf.dns_ttl())));
-        let service_up = matches!(self.service(leaf), ServiceSeen::Known(s) if !s.daemon && s.desired != 0);
+        let quiet = memory.is_some_and(|m| m.wake.is_none() && m.manual.is_none() && m.stopping.is_none() && m.announced == Some(Announced::Down));
+        let record_wrong = leaf.dns != DnsMode::None && matches!(self.record(name), Seen::Known(r) if !r.as_ref().is_some_and(|r| r.is(&[leaf.idle_ip], leaf.dns_ttl())));
+        let service_up = matches!(self.service(leaf), ServiceSeen::Known(s) if !s.daemon && (s.desired != 0 || s.scalable.is_some_and(|b| !b.parked())));
         asleep && quiet && !record_wrong && !service_up
     }
 }
@@ -171,14 +247,29 @@ pub fn select(config: &Config, cache: &Cache, state: &State) -> Vec<usize> {
 /// `deadline`: when AWS answers slowly, what is left waits for the next pass.
 pub async fn observe(aws: &Aws, config: &Config, cache: &mut Cache, memory: &State, selected: &[usize], now: Timestamp, deadline: tokio::time::Instant) -> Result<(), AwsError> {
     let names: Vec<String> = {
-        let set: std::collections::BTreeSet<&str> = selected.iter().map(|&i| config.leafs[i].asg.as_str()).collect();
+        let set: BTreeSet<&str> = selected.iter().filter_map(|&i| config.leafs[i].asg()).map(|a| a.as_str()).collect();
         set.into_iter().map(str::to_owned).collect()
     };
     cache.reports.clear();
-    let groups: HashMap<String, Group> = aws.asg.describe(&names).await?.into_iter().map(|g| (g.name.clone(), g)).collect();
-    for &i in selected {
-        let leaf = &config.leafs[i];
-        cache.groups.insert(leaf.name().to_string(), Cached { value: groups.get(leaf.asg.as_str()).cloned(), at: now });
+    if !names.is_empty() {
+        shapes::read_policies(aws, cache, now).await;
+        let policies = cache.policies.as_ref().map(|c| &c.value);
+        let groups: HashMap<String, Group> = aws
+            .asg
+            .describe(&names)
+            .await?
+            .into_iter()
+            .map(|mut g| {
+                g.policies = policies.is_some_and(|p| p.contains(&g.name));
+                (g.name.clone(), g)
+            })
+            .collect();
+        for &i in selected {
+            let leaf = &config.leafs[i];
+            if let Some(asg) = leaf.asg() {
+                cache.groups.insert(leaf.name().to_string(), Cached { value: groups.get(asg.as_str()).cloned(), at: now });
+            }
+        }
     }
     let in_time = || tokio::time::Instant::now() < deadline;
     if in_time() {
@@ -191,13 +282,19 @@ pub async fn observe(aws: &Aws, config: &Config, cache: &mut Cache, memory: &Sta
         read_records(aws, config, cache, selected, now).await;
     }
     if in_time() {
-        read_services(aws, config, cache, selected, now).await;
+        read_services(aws, config, cache, memory, selected, now).await;
+    }
+    if in_time() {
+        shapes::read_running_tasks(aws, config, cache, selected, now).await;
     }
     let running: Vec<&LeafConfig> = selected
         .iter()
         .map(|&i| &config.leafs[i])
-        .filter(|l| matches!(cache.phase(l.name().as_str()), Some(Phase::Up { .. } | Phase::Waking)))
+        .filter(|l| matches!(cache.phase(l), Some(Phase::Up { .. } | Phase::Waking)))
         .collect();
+    if in_time() {
+        shapes::read_targets(aws, cache, &running, memory, now).await;
+    }
     let memory_of = |l: &LeafConfig| memory.leafs.get(l.name().as_str()).cloned().unwrap_or_default();
     if in_time() {
         read_traffic(aws, cache, &running, &memory_of, now).await;
@@ -211,9 +308,9 @@ pub async fn observe(aws: &Aws, config: &Config, cache: &mut Cache, memory: &Sta
 /// Whether the watchdog of `leaf` needs fresh traffic at `now`: it runs, it has been
 /// awake long enough to be judged, and the last read was in an earlier period.
 fn traffic_due(cache: &Cache, leaf: &LeafConfig, memory: &LeafState, now: Timestamp) -> bool {
-    let Some(Phase::Up { instance, .. }) = cache.phase(leaf.name().as_str()) else { return false };
+    let Some(phase @ Phase::Up { .. }) = cache.phase(leaf) else { return false };
     let wd = &leaf.watchdog;
-    let launched = cache.instances.get(&instance).and_then(|i| i.launched_at);
+    let launched = phase.newest().and_then(|u| u.launched_at);
     let awake_since = memory.woke_at.max(launched);
     if awake_since.is_none_or(|t| now.since(t) < wd.idle_after.get().as_millis()) {
         return false; // not judged yet: asking CloudWatch would cost money for nothing
@@ -223,25 +320,20 @@ fn traffic_due(cache: &Cache, leaf: &LeafConfig, memory: &LeafState, now: Timest
 }
 
 /// One GetMetricData call (per distinct window) for every running leaf that is due:
-/// NetworkIn of its ASG and, with `efs`, DataReadIOBytes of its file system.
+/// its traffic source's metric and, with `efs`, DataReadIOBytes of its file system.
 async fn read_traffic(aws: &Aws, cache: &mut Cache, running: &[&LeafConfig], memory_of: &impl Fn(&LeafConfig) -> LeafState, now: Timestamp) {
     type Window = (Timestamp, Timestamp);
-    let mut by_window: BTreeMap<Window, Vec<(&LeafConfig, Vec<SumQuery>)>> = BTreeMap::new();
+    let mut by_window: BTreeMap<Window, Vec<(&LeafConfig, Vec<crate::aws::cloudwatch::SumQuery>)>> = BTreeMap::new();
     for leaf in running.iter().copied().filter(|l| traffic_due(cache, l, &memory_of(l), now)) {
-        let period_secs = i32::try_from(leaf.watchdog.period.as_millis() / 1000).unwrap_or(60).max(1);
-        let mut queries = vec![SumQuery { namespace: "AWS/EC2", metric: "NetworkIn", dimension: "AutoScalingGroupName", value: leaf.asg.to_string(), period_secs }];
-        if let Some(efs) = &leaf.efs {
-            queries.push(SumQuery { namespace: "AWS/EFS", metric: "DataReadIOBytes", dimension: "FileSystemId", value: efs.to_string(), period_secs });
-        }
-        by_window.entry(watchdog::fetch_range(&leaf.watchdog, now)).or_default().push((leaf, queries));
+        by_window.entry(watchdog::fetch_range(&leaf.watchdog, now)).or_default().push((leaf, watchdog::queries(leaf)));
     }
     for ((start, end), leafs) in by_window {
-        let queries: Vec<SumQuery> = leafs.iter().flat_map(|(_, q)| q.iter().cloned()).collect();
+        let queries: Vec<crate::aws::cloudwatch::SumQuery> = leafs.iter().flat_map(|(_, q)| q.iter().cloned()).collect();
         match aws.cloudwatch.sums(&queries, start, end).await {
             Ok(sums) => {
                 let mut sums = sums.into_iter();
                 for (leaf, q) in leafs {
-                    let network_in = sums.next().unwrap_or_default();
+                    let network_in = watchdog::as_period_bytes(&q[0], sums.next().unwrap_or_default());
                     let efs_read = if q.len() > 1 { sums.next().unwrap_or_default() } else { BTreeMap::new() };
                     crate::events::traffic_read(leaf.name().as_str(), network_in.len());
                     cache.traffic.insert(leaf.name().to_string(), Cached { value: Traffic { network_in, efs_read }, at: now });
@@ -372,7 +464,7 @@ fn due<'a, T>(candidates: impl Iterator<Item = &'a LeafConfig>, cached: &HashMap
 /// Reads the records due, within the budget. Each read lists a page of the leaf's zone,
 /// which also teaches the records of the zone's other leafs on that page.
 async fn read_records(aws: &Aws, config: &Config, cache: &mut Cache, selected: &[usize], now: Timestamp) {
-    let candidates = selected.iter().map(|&i| &config.leafs[i]).filter(|l| cache.groups.get(l.name().as_str()).is_some_and(|g| g.value.is_some()));
+    let candidates = selected.iter().map(|&i| &config.leafs[i]).filter(|l| l.dns != DnsMode::None && cache.footprint(l).is_some());
     let mut reads = 0;
     for leaf in due(candidates, &cache.records, now) {
         if reads == READS_PER_TICK {
@@ -400,15 +492,21 @@ async fn read_records(aws: &Aws, config: &Config, cache: &mut Cache, selected: &
     }
 }
 
-async fn read_services(aws: &Aws, config: &Config, cache: &mut Cache, selected: &[usize], now: Timestamp) {
+/// Reads the services due (a leaf without an ASG: every pass until it settles asleep)
+/// and, in one more call for all of them, their scalable targets.
+async fn read_services(aws: &Aws, config: &Config, cache: &mut Cache, memory: &State, selected: &[usize], now: Timestamp) {
     let candidates = selected.iter().map(|&i| &config.leafs[i]).filter(|l| l.ecs().is_some());
+    let primary: Vec<&LeafConfig> = candidates.clone().filter(|l| l.asg().is_none() && !cache.settled(l, memory)).collect();
+    let mut wanted = due(candidates, &cache.services, now);
+    wanted.retain(|l| !primary.iter().any(|p| p.name() == l.name()));
     let mut by_cluster: BTreeMap<&str, Vec<&LeafConfig>> = BTreeMap::new();
-    for leaf in due(candidates, &cache.services, now) {
+    for leaf in primary.iter().copied().chain(wanted) {
         let (cluster, _) = leaf.ecs().expect("filtered");
         if by_cluster.len() < READS_PER_TICK || by_cluster.contains_key(cluster.as_str()) {
             by_cluster.entry(cluster.as_str()).or_default().push(leaf);
         }
     }
+    let mut read: Vec<&LeafConfig> = Vec::new();
     for (cluster, leafs) in by_cluster {
         let names: Vec<String> = leafs.iter().filter_map(|l| l.ecs()).map(|(_, s)| s.to_string()).collect();
         let result = aws.ecs.describe(cluster, &names).await;
@@ -428,11 +526,13 @@ async fn read_services(aws: &Aws, config: &Config, cache: &mut Cache, selected: 
                         tracing::warn!(leaf = %leaf.name(), cluster, service = %service, "ECS service not found; the leaf runs without it");
                     }
                     cache.services.insert(leaf.name().to_string(), Cached { value: seen, at: now });
+                    read.push(leaf);
                 }
             }
             Err(e) => tracing::warn!(cluster, error = %e, "could not read ECS services; retrying next tick"),
         }
     }
+    shapes::read_scalable(aws, cache, &read).await;
 }
 
 #[cfg(test)]
@@ -452,7 +552,7 @@ mod tests {
 
     fn settle(cache: &mut Cache, state: &mut State, leaf: &LeafConfig, at: i64) {
         let name = leaf.name().to_string();
-        cache.groups.insert(name.clone(), Cached { value: Some(Group { name: leaf.asg.to_string(), desired: 0, max: 1, instances: vec![] }), at: Timestamp(at) });
+        cache.groups.insert(name.clone(), Cached { value: Some(Group { name: leaf.asg().unwrap().to_string(), desired: 0, min: 0, max: 1, policies: false, instances: vec![] }), at: Timestamp(at) });
         cache.records.insert(name.clone(), Cached { value: Some(ARecord { values: vec!["0.0.0.0".into()], ttl: Some(1) }), at: Timestamp(at) });
         state.leafs.entry(name).or_default().announced = Some(Announced::Down);
     }
@@ -508,7 +608,7 @@ mod tests {
         }
         assert!(!select(&c, &cache, &state).contains(&0), "l0 was checked last: its turn is ten calls away");
         // The wake was applied: AWS now wants one instance, and the memory holds no pending wake.
-        cache.desired_set("l0", 1);
+        cache.learn(&c.leafs[0], Step::AsgDesired(1));
         assert!(select(&c, &cache, &state).contains(&0), "the woken leaf is read on the next pass, not a rotation later");
     }
 }
