@@ -237,3 +237,39 @@ fn a_listener_other_hosts_can_reach_is_a_warning() {
     let c = load(&GOOD.replacen("region = \"us-west-2\"", "region = \"us-west-2\"\nlisten = \"0.0.0.0:9477\"", 1)).unwrap();
     assert!(c.warnings().iter().any(|w| w.contains("daemon.listen") && w.contains("0.0.0.0:9477")), "{:?}", c.warnings());
 }
+
+#[test]
+fn every_shape_loads_with_its_defaults() {
+    let c = load(GOOD).unwrap();
+    let mc = &c.leafs[0];
+    assert_eq!((mc.awake_instances(), mc.awake_tasks(), mc.dns, mc.ready_targets()), (1, 1, DnsMode::Instance, 1));
+    assert_eq!((mc.ready_timeout.to_string(), *mc.watchdog.traffic, mc.env()), ("10m".to_owned(), TrafficSource::Instances, ""));
+    let fargate = GOOD.replacen(
+        "asg = \"valheim-asg\"",
+        "env = \"dev\"\nawake_tasks = 8\ndns = \"none\"\ntarget_group_arns = [\"arn:aws:elasticloadbalancing:us-west-2:123456789012:targetgroup/v/1\"]\nready_targets = 2\nready_timeout = \"5m\"",
+        1,
+    )
+    .replacen("idle_after = \"10m\"", "idle_after = \"10m\"\ntraffic = \"load_balancer\"\nload_balancer = \"net/v/50dc6c495c0c9188\"", 1);
+    let c = load(&fargate).unwrap();
+    let v = &c.leafs[1];
+    assert!(v.asg().is_none());
+    assert_eq!((v.awake_tasks(), v.dns, v.ready_targets(), v.env()), (8, DnsMode::None, 2, "dev"));
+    assert_eq!(v.watchdog.load_balancer.as_ref().map(LoadBalancerId::as_str), Some("net/v/50dc6c495c0c9188"));
+}
+
+#[test]
+fn a_shape_that_cannot_work_names_its_key() {
+    let e = refused("asg = \"mc-asg\"\n", "");
+    assert_eq!(e.key.as_deref(), Some("leaf[0].asg"), "nothing to wake: {e}");
+    let e = refused("asg = \"valheim-asg\"\n", "");
+    assert_eq!(e.key.as_deref(), Some("leaf[1].watchdog.traffic"), "NetworkIn of which ASG? {e}");
+    assert!(e.to_string().contains("traffic = \"service\""), "says what to use instead: {e}");
+    let e = refused("asg = \"mc-asg\"\n", "ecs_cluster = \"mc\"\necs_service = \"mc\"\nawake_instances = 2\n");
+    assert_eq!((e.key.as_deref(), e.line), (Some("leaf[0].awake_instances"), Some(line_of("asg = \"mc-asg\"", GOOD) + 2)), "{e}");
+    let e = refused("threshold = 1175", "threshold = 1175\ntraffic = \"load_balancer\"");
+    assert_eq!(e.key.as_deref(), Some("leaf[0].watchdog.traffic"), "{e}");
+    let e = refused("threshold = 1175", "threshold = 1175\ntraffic = \"load_balancer\"\nload_balancer = \"my-nlb\"");
+    assert!(e.to_string().contains("net/NAME/ID"), "{e}");
+    let e = refused("asg = \"mc-asg\"", "asg = \"mc-asg\"\ndns = \"alias\"");
+    assert_eq!(e.line, Some(line_of("asg = \"mc-asg\"", GOOD) + 1), "{e}");
+}

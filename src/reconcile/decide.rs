@@ -594,4 +594,6 @@ fn announce(plan: &mut Plan, leaf: &LeafConfig, obs: &Observation<'_>, state: &L
 }
 
 #[cfg(test)]
+mod shape_tests;
+#[cfg(test)]
 mod tests;

@@ -9,6 +9,7 @@
 pub mod busy;
 pub mod daemon;
 pub mod proxy;
+pub mod shapes;
 pub mod world;
 
 use std::future::Future;

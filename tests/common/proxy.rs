@@ -325,7 +325,7 @@ enum Protocol {
     Query,
     /// EC2's own XML.
     Ec2,
-    /// ECS, CloudWatch Logs: awsJson1_1.
+    /// ECS, CloudWatch Logs, Application Auto Scaling: awsJson1_1.
     Json,
     /// Route53: restXml.
     RestXml,
@@ -340,7 +340,7 @@ impl Protocol {
         }
         match service {
             "ec2" => Self::Ec2,
-            "ecs" | "logs" => Self::Json,
+            "ecs" | "logs" | "application-autoscaling" => Self::Json,
             "route53" => Self::RestXml,
             _ => Self::Query,
         }
@@ -407,7 +407,7 @@ fn cbor_error(code: &str, message: &str) -> Vec<u8> {
 pub struct Proxied {
     /// In front of LocalStack (Route53, CloudWatch Logs, CloudWatch, SNS).
     pub localstack: Proxy,
-    /// In front of moto (AutoScaling, EC2, ECS, EFS).
+    /// In front of moto (AutoScaling, EC2, ECS, EFS, ELBv2, Application Auto Scaling).
     pub moto: Proxy,
 }
 
@@ -422,7 +422,7 @@ impl Proxied {
     pub fn env(&self) -> Vec<(String, String)> {
         let via = |services: &[&str], proxy: &Proxy| services.iter().map(|s| (format!("AWS_ENDPOINT_URL_{s}"), proxy.url.clone())).collect::<Vec<_>>();
         let mut env = via(&["ROUTE_53", "CLOUDWATCH_LOGS", "CLOUDWATCH", "SNS"], &self.localstack);
-        env.extend(via(&["AUTO_SCALING", "EC2", "ECS", "EFS"], &self.moto));
+        env.extend(via(&["AUTO_SCALING", "EC2", "ECS", "EFS", "ELASTIC_LOAD_BALANCING_V2", "APPLICATION_AUTO_SCALING"], &self.moto));
         env
     }
 

@@ -66,8 +66,24 @@ pub struct Leaf {
     pub log_group: String,
     /// Its alert topic.
     pub topic_arn: String,
+    /// More `[[leaf]]` keys for its config (`dns = "all"`, `awake_tasks = 8`, ...),
+    /// then optionally `[leaf.watchdog]` and keys of that table.
+    pub keys: String,
+    /// Where its watchdog reads traffic: the metric the tests push datapoints to.
+    pub traffic: TrafficMetric,
     queue_url: String,
     received: Mutex<Vec<Alert>>,
+}
+
+/// The metric a leaf's watchdog reads, as the tests feed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrafficMetric {
+    /// AWS/EC2 NetworkIn of the ASG (bytes per period).
+    Instances,
+    /// ProcessedBytes of a network load balancer `net/NAME/ID` (bytes per period).
+    LoadBalancer(String),
+    /// ECS/ContainerInsights NetworkRxBytes of the service (bytes per second).
+    Service,
 }
 
 /// An alert as a subscriber receives it.
@@ -92,6 +108,8 @@ pub struct World {
     pub sns: aws_sdk_sns::Client,
     pub sqs: aws_sdk_sqs::Client,
     pub cloudwatch: aws_sdk_cloudwatch::Client,
+    pub elbv2: aws_sdk_elasticloadbalancingv2::Client,
+    pub scaling: aws_sdk_applicationautoscaling::Client,
     pub dir: PathBuf,
 }
 
@@ -119,6 +137,8 @@ impl World {
             sns: aws_sdk_sns::Client::new(&main),
             sqs: aws_sdk_sqs::Client::new(&main),
             cloudwatch: aws_sdk_cloudwatch::Client::new(&main),
+            elbv2: aws_sdk_elasticloadbalancingv2::Client::new(&main),
+            scaling: aws_sdk_applicationautoscaling::Client::new(&main),
             dir,
         }
     }
@@ -138,8 +158,6 @@ impl World {
     /// cluster and service, and an SNS topic with an SQS queue subscribed.
     pub async fn leaf(&self, opts: LeafOptions) -> Leaf {
         let name = super::unique(opts.prefix);
-        let domain = format!("{name}.example.com");
-
         let template = self.launch_template(&format!("{name}-lt")).await;
         let asg = format!("{name}-asg");
         let mut create = self.new_asg(&asg, &template);
@@ -154,6 +172,39 @@ impl World {
         };
         create.send().await.expect("create ASG");
 
+        let ecs = match opts.ecs {
+            Ecs::None => None,
+            kind => Some(self.ec2_service(&name, kind).await),
+        };
+        self.finish(name, asg, ecs, opts.log_group).await
+    }
+
+    /// An ECS cluster with a service of `kind` (REPLICA at desired 0, or DAEMON) running
+    /// the leaf's task definition on EC2 capacity; returns (cluster, service).
+    pub async fn ec2_service(&self, name: &str, kind: Ecs) -> (String, String) {
+        let cluster = format!("{name}-cluster");
+        self.ecs.create_cluster().cluster_name(&cluster).send().await.expect("create cluster");
+        let family = format!("{name}-task");
+        self.ecs
+            .register_task_definition()
+            .family(&family)
+            .container_definitions(aws_sdk_ecs::types::ContainerDefinition::builder().name("game").image("itzg/minecraft-server").memory(512).essential(true).build())
+            .send()
+            .await
+            .expect("register task definition");
+        let strategy = if kind == Ecs::Daemon { SchedulingStrategy::Daemon } else { SchedulingStrategy::Replica };
+        let mut req = self.ecs.create_service().cluster(&cluster).service_name(name).task_definition(&family).scheduling_strategy(strategy);
+        if kind == Ecs::Replica {
+            req = req.desired_count(0);
+        }
+        req.send().await.expect("create service");
+        (cluster, name.to_owned())
+    }
+
+    /// The parts every leaf has, whatever its shape: a hosted zone with its A record at
+    /// 0.0.0.0, a query-log group, and an SNS topic with an SQS queue subscribed.
+    pub async fn finish(&self, name: String, asg: String, ecs: Option<(String, String)>, log_group: Option<String>) -> Leaf {
+        let domain = format!("{name}.example.com");
         let zone = self
             .route53
             .create_hosted_zone()
@@ -164,33 +215,7 @@ impl World {
             .expect("create hosted zone");
         let zone_id = zone.hosted_zone().unwrap().id().trim_start_matches("/hostedzone/").to_owned();
         self.upsert_a(&zone_id, &domain, "0.0.0.0").await;
-
-        let ecs = match opts.ecs {
-            Ecs::None => None,
-            kind => {
-                let cluster = format!("{name}-cluster");
-                self.ecs.create_cluster().cluster_name(&cluster).send().await.expect("create cluster");
-                let family = format!("{name}-task");
-                self.ecs
-                    .register_task_definition()
-                    .family(&family)
-                    .container_definitions(
-                        aws_sdk_ecs::types::ContainerDefinition::builder().name("game").image("itzg/minecraft-server").memory(512).essential(true).build(),
-                    )
-                    .send()
-                    .await
-                    .expect("register task definition");
-                let strategy = if kind == Ecs::Daemon { SchedulingStrategy::Daemon } else { SchedulingStrategy::Replica };
-                let mut req = self.ecs.create_service().cluster(&cluster).service_name(&name).task_definition(&family).scheduling_strategy(strategy);
-                if kind == Ecs::Replica {
-                    req = req.desired_count(0);
-                }
-                req.send().await.expect("create service");
-                Some((cluster, name.clone()))
-            }
-        };
-
-        let log_group = match opts.log_group {
+        let log_group = match log_group {
             Some(g) => g,
             None => self.log_group().await,
         };
@@ -209,7 +234,7 @@ impl World {
             .unwrap();
         self.sns.subscribe().topic_arn(&topic_arn).protocol("sqs").endpoint(queue_arn).send().await.expect("subscribe");
 
-        Leaf { name, domain, zone_id, asg, ecs, log_group, topic_arn, queue_url, received: Mutex::new(Vec::new()) }
+        Leaf { name, domain, zone_id, asg, ecs, log_group, topic_arn, keys: String::new(), traffic: TrafficMetric::Instances, queue_url, received: Mutex::new(Vec::new()) }
     }
 
     /// A launch template for the leafs' instances; returns its name.
@@ -253,14 +278,19 @@ impl World {
         }
         let _ = write!(text, "region = \"{REGION}\"\nstate_file = \"{}\"\nlisten = \"127.0.0.1:{}\"\n{extra}\n", self.dir.join("state.json").display(), super::free_port());
         for l in leafs {
-            let _ = write!(text, 
-                "\n[[leaf]]\nname = \"{}\"\ndomain = \"{}\"\nhosted_zone_id = \"{}\"\nasg = \"{}\"\nquery_log_group = \"{}\"\nalert_topic_arn = \"{}\"\n",
-                l.name, l.domain, l.zone_id, l.asg, l.log_group, l.topic_arn
+            let _ = write!(
+                text,
+                "\n[[leaf]]\nname = \"{}\"\ndomain = \"{}\"\nhosted_zone_id = \"{}\"\nquery_log_group = \"{}\"\nalert_topic_arn = \"{}\"\n",
+                l.name, l.domain, l.zone_id, l.log_group, l.topic_arn
             );
+            if !l.asg.is_empty() {
+                let _ = writeln!(text, "asg = \"{}\"", l.asg);
+            }
             if let Some((cluster, service)) = &l.ecs {
                 let _ = writeln!(text, "ecs_cluster = \"{cluster}\"\necs_service = \"{service}\"");
             }
-            let _ = writeln!(text, "[leaf.watchdog]\nthreshold = 1175\n{leaf_extra}");
+            let (keys, watchdog) = l.keys.split_once("[leaf.watchdog]\n").unwrap_or((&l.keys, ""));
+            let _ = writeln!(text, "{keys}\n[leaf.watchdog]\nthreshold = 1175\n{watchdog}\n{leaf_extra}");
         }
         let path = self.dir.join(format!("leafs-{}.toml", super::unique("cfg")));
         std::fs::write(&path, text).unwrap();
@@ -383,15 +413,28 @@ impl World {
     /// Pushes one AWS/EC2 NetworkIn datapoint for the leaf's ASG, as EC2 detailed
     /// monitoring would.
     pub async fn put_network_in(&self, leaf: &Leaf, bytes: f64, at_ms: i64) {
-        self.put_metric("AWS/EC2", "NetworkIn", "AutoScalingGroupName", &leaf.asg, bytes, at_ms).await;
+        let period_secs = f64::from(u32::try_from(super::PERIOD_MS / 1000).unwrap());
+        match &leaf.traffic {
+            TrafficMetric::Instances => self.put_metric("AWS/EC2", "NetworkIn", "AutoScalingGroupName", &leaf.asg, bytes, at_ms).await,
+            TrafficMetric::LoadBalancer(lb) => self.put_metric("AWS/NetworkELB", "ProcessedBytes", "LoadBalancer", lb, bytes, at_ms).await,
+            TrafficMetric::Service => {
+                let (cluster, service) = leaf.ecs.as_ref().expect("a service leaf");
+                self.put_metric_dims("ECS/ContainerInsights", "NetworkRxBytes", &[("ClusterName", cluster), ("ServiceName", service)], bytes / period_secs, at_ms).await;
+            }
+        }
     }
 
     /// Pushes one datapoint of a metric with one dimension.
     pub async fn put_metric(&self, namespace: &str, metric: &str, dimension: &str, value: &str, sum: f64, at_ms: i64) {
+        self.put_metric_dims(namespace, metric, &[(dimension, value)], sum, at_ms).await;
+    }
+
+    /// Pushes one datapoint of a metric with several dimensions.
+    pub async fn put_metric_dims(&self, namespace: &str, metric: &str, dimensions: &[(&str, &str)], sum: f64, at_ms: i64) {
         use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
         let datum = MetricDatum::builder()
             .metric_name(metric)
-            .dimensions(Dimension::builder().name(dimension).value(value).build())
+            .set_dimensions(Some(dimensions.iter().map(|(n, v)| Dimension::builder().name(*n).value(*v).build()).collect()))
             .timestamp(aws_sdk_cloudwatch::primitives::DateTime::from_millis(at_ms))
             .value(sum)
             .unit(StandardUnit::Bytes)
