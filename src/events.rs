@@ -94,13 +94,19 @@ pub fn query_seen(leaf: &str, query_at: crate::clock::Timestamp, edge: &str, lag
 }
 
 /// An action was applied (or would have been, in dry run).
-pub fn action(leaf: &str, kind: &'static str, what: &str, why: &str, dry_run: bool) {
+pub fn action(leaf: &str, env: &str, kind: &'static str, what: &str, why: &str, dry_run: bool) {
     count("cm_actions_total", "Actions applied by kind", &[("leaf", leaf), ("kind", kind)], 1);
     if dry_run {
-        tracing::info!(leaf, action = kind, dry_run, "would {what}: {why}");
+        tracing::info!(leaf, env, action = kind, dry_run, "would {what}: {why}");
     } else {
-        tracing::info!(leaf, action = kind, "{what}: {why}");
+        tracing::info!(leaf, env, action = kind, "{what}: {why}");
     }
+}
+
+/// The leaf's static labels (environment, domain) as an info metric: dashboards join
+/// it on `leaf` to group every per-leaf series by environment.
+pub fn leaf_info(leaf: &str, env: &str, domain: &str) {
+    crate::metrics::gauge("cm_leaf_info", "One per leaf: its environment and domain (join on leaf)", &[("leaf", leaf), ("env", env), ("domain", domain)], 1.0);
 }
 
 /// An action failed; it is retried next tick.

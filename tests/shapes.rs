@@ -89,6 +89,7 @@ async fn seed_003_asleep_nothing_scales_it_out_a_wake_restores_its_policy_bounds
     let daemon = Daemon::start(&world.config_with(&[&leaf], "", FAST_WATCHDOG));
 
     eventually("the asleep leaf's scaling parked at 0/0", WAKE, || async { (world.scalable_bounds(&leaf).await == Some((0, 0))).then_some(()) }).await;
+    daemon.passes(1).await;
     let status = daemon.status().await;
     let view = status["leafs"].as_array().unwrap().iter().find(|l| l["name"] == leaf.name.as_str()).unwrap().clone();
     assert_eq!(view["scaling"]["parked"]["service"], serde_json::json!({"min": 1, "max": 10}), "/status shows the bounds it will restore: {view}");

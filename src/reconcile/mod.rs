@@ -72,6 +72,9 @@ impl Reconciler {
         self.trimmed_for = Some(Arc::clone(config));
         let keep: std::collections::BTreeSet<String> = config.leafs.iter().map(|l| l.name().to_string()).collect();
         self.cache.forget_leafs_except(&keep);
+        for leaf in &config.leafs {
+            crate::events::leaf_info(leaf.name().as_str(), leaf.env(), leaf.domain().as_str());
+        }
         for gone in self.shared.store.forget_leafs_except(&keep) {
             crate::metrics::forget("leaf", &gone);
             tracing::info!(leaf = gone, "forgot a leaf that left the config");
