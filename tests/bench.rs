@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_route53::types::{Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType};
 use common::proxy::Proxied;
+use common::shapes::Network;
 use common::world::REGION;
 use common::busy::{self, Zone};
 use common::{eventually, now_ms, query_line, Daemon, World};
@@ -34,6 +35,9 @@ struct Plan {
     window: Duration,
     /// (unrelated lines per second, wakes) of the busy-zone runs.
     busy_runs: Vec<(usize, usize)>,
+    /// (leafs, wakes) of fleets of mixed shapes: a wake run, and in full mode a calls run
+    /// with a tenth of them awake.
+    mixed_runs: Vec<(usize, usize)>,
 }
 
 impl Plan {
@@ -45,6 +49,10 @@ impl Plan {
         }
         if let Ok(s) = std::env::var("CM_BENCH_SIZES") {
             plan.call_sizes = s.split(',').filter_map(|n| n.parse().ok()).collect();
+        }
+        // CM_BENCH_MIXED="1000x12" (leafs x wakes of mixed shapes; empty: none).
+        if let Ok(m) = std::env::var("CM_BENCH_MIXED") {
+            plan.mixed_runs = m.split(',').filter_map(|r| r.split_once('x')).filter_map(|(n, k)| Some((n.parse().ok()?, k.parse().ok()?))).collect();
         }
         // CM_BENCH_BUSY="0x20,200x20,1000x20" (lines per second x wakes; empty: none).
         if let Ok(b) = std::env::var("CM_BENCH_BUSY") {
@@ -61,30 +69,81 @@ impl Plan {
                 call_sizes: vec![1, 10, 100, 1000],
                 window: Duration::from_secs(60),
                 busy_runs: vec![(0, 30), (200, 30), (1000, 30)],
+                mixed_runs: vec![(1000, 12)],
             }
         } else {
-            Self { full: false, wake_runs: vec![(1, 3)], call_sizes: vec![10], window: Duration::from_secs(6), busy_runs: vec![(200, 2)] }
+            Self { full: false, wake_runs: vec![(1, 3)], call_sizes: vec![10], window: Duration::from_secs(6), busy_runs: vec![(200, 2)], mixed_runs: vec![(8, 4)] }
         }
     }
 }
 
-/// N lightweight leafs: one launch template, N ASGs, one hosted zone with N records,
-/// one query-log group. What the daemon reads and writes is the same as for full leafs.
+/// What a benchmark leaf is, for a fleet of mixed shapes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// An ASG of one instance (the original).
+    Asg,
+    /// An ASG and a REPLICA service, every instance in the record (`dns = "all"`).
+    AsgService,
+    /// A Fargate service and no ASG; the record follows the task.
+    Fargate,
+    /// A Fargate service with a scalable target (min 1, max 10), `dns = "none"`.
+    Scaled,
+}
+
+impl Shape {
+    fn of(i: usize, mixed: bool) -> Self {
+        if !mixed {
+            return Shape::Asg;
+        }
+        [Shape::Asg, Shape::AsgService, Shape::Fargate, Shape::Scaled][i % 4]
+    }
+
+    fn has_record(self) -> bool {
+        self != Shape::Scaled
+    }
+}
+
+/// N lightweight leafs: one launch template, one hosted zone with N records, one
+/// query-log group; with `mixed`, a quarter of each shape (the services share one
+/// cluster and one network). What the daemon reads and writes is the same as for full
+/// leafs.
 struct Fleet {
+    shapes: Vec<Shape>,
+    /// ASG name (empty without one).
     asgs: Vec<String>,
+    /// Service name (empty without one), in `cluster`.
+    services: Vec<String>,
+    cluster: String,
     domains: Vec<String>,
     zone: String,
     group: String,
 }
 
-async fn fleet(world: &World, n: usize) -> Fleet {
+async fn fleet(world: &World, n: usize, mixed: bool) -> Fleet {
     let id = common::unique("bench");
     let template = world.launch_template(&format!("{id}-lt")).await;
-    let mut asgs = Vec::with_capacity(n);
-    for i in 0..n {
-        let asg = format!("{id}-{i}");
-        world.new_asg(&asg, &template).availability_zones(format!("{REGION}a")).send().await.unwrap();
+    let shapes: Vec<Shape> = (0..n).map(|i| Shape::of(i, mixed)).collect();
+    let cluster = format!("{id}-cluster");
+    let net = if mixed { Some(world.network(&id).await) } else { None };
+    if mixed {
+        world.ecs.create_cluster().cluster_name(&cluster).send().await.unwrap();
+    }
+    let (mut asgs, mut services) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for (i, shape) in shapes.iter().enumerate() {
+        let name = format!("{id}-{i}");
+        let asg = if matches!(shape, Shape::Asg | Shape::AsgService) {
+            world.new_asg(&name, &template).availability_zones(format!("{REGION}a")).send().await.unwrap();
+            name.clone()
+        } else {
+            String::new()
+        };
+        let service = match (shape, &net) {
+            (Shape::AsgService, _) => shapes::ec2_service_in(world, &cluster, &name).await,
+            (Shape::Fargate | Shape::Scaled, Some(net)) => shapes::fargate_service_in(world, &cluster, &name, net, *shape == Shape::Scaled).await,
+            _ => String::new(),
+        };
         asgs.push(asg);
+        services.push(service);
     }
     let zone_name = format!("{id}.example.com");
     let zone = world.route53.create_hosted_zone().name(&zone_name).caller_reference(&id).send().await.unwrap();
@@ -99,7 +158,90 @@ async fn fleet(world: &World, n: usize) -> Fleet {
         world.route53.change_resource_record_sets().hosted_zone_id(&zone).change_batch(batch.build().unwrap()).send().await.unwrap();
     }
     let group = world.log_group().await;
-    Fleet { asgs, domains, zone, group }
+    Fleet { shapes, asgs, services, cluster, domains, zone, group }
+}
+
+/// The benchmark's service leafs, many per cluster.
+mod shapes {
+    use super::{Network, World};
+
+    pub async fn ec2_service_in(world: &World, cluster: &str, name: &str) -> String {
+        let family = format!("{name}-task");
+        let container = aws_sdk_ecs::types::ContainerDefinition::builder().name("game").image("game").memory(512).essential(true).build();
+        world.ecs.register_task_definition().family(&family).container_definitions(container).send().await.unwrap();
+        world.ecs.create_service().cluster(cluster).service_name(name).task_definition(&family).desired_count(0).send().await.unwrap();
+        name.to_owned()
+    }
+
+    pub async fn fargate_service_in(world: &World, cluster: &str, name: &str, net: &Network, scaled: bool) -> String {
+        use aws_sdk_ecs::types::{AssignPublicIp, AwsVpcConfiguration, Compatibility, LaunchType, NetworkConfiguration, NetworkMode};
+        let family = format!("{name}-task");
+        let container = aws_sdk_ecs::types::ContainerDefinition::builder().name("game").image("game").memory(512).essential(true).build();
+        world
+            .ecs
+            .register_task_definition()
+            .family(&family)
+            .network_mode(NetworkMode::Awsvpc)
+            .requires_compatibilities(Compatibility::Fargate)
+            .cpu("256")
+            .memory("512")
+            .container_definitions(container)
+            .send()
+            .await
+            .unwrap();
+        let vpc = AwsVpcConfiguration::builder().set_subnets(Some(net.subnets.clone())).security_groups(&net.security_group).assign_public_ip(AssignPublicIp::Enabled).build().unwrap();
+        let network = NetworkConfiguration::builder().awsvpc_configuration(vpc).build();
+        world.ecs.create_service().cluster(cluster).service_name(name).task_definition(&family).launch_type(LaunchType::Fargate).desired_count(0).network_configuration(network).send().await.unwrap();
+        if scaled {
+            use aws_sdk_applicationautoscaling::types::{ScalableDimension, ServiceNamespace};
+            world
+                .scaling
+                .register_scalable_target()
+                .service_namespace(ServiceNamespace::Ecs)
+                .scalable_dimension(ScalableDimension::EcsServiceDesiredCount)
+                .resource_id(format!("service/{cluster}/{name}"))
+                .min_capacity(1)
+                .max_capacity(10)
+                .send()
+                .await
+                .unwrap();
+        }
+        name.to_owned()
+    }
+}
+
+impl Fleet {
+    /// The call that wakes leaf `i`, as the counting proxy saw it after `t0`.
+    fn wake_call(&self, calls: Vec<common::proxy::Call>, i: usize, t0: i64) -> Option<common::proxy::Call> {
+        let asg = &self.asgs[i];
+        let service = format!("\"service\":\"{}\"", self.services[i]);
+        calls.into_iter().find(|c| {
+            c.at_ms >= t0
+                && if asg.is_empty() {
+                    c.operation == "UpdateService" && c.text.contains(&service) && !c.text.contains("\"desiredCount\":0")
+                } else {
+                    c.operation == "SetDesiredCapacity" && c.text.contains(&format!("AutoScalingGroupName={asg}&"))
+                }
+        })
+    }
+
+    /// Puts leaf `i` back to sleep as an operator would.
+    async fn sleep(&self, world: &World, i: usize) {
+        if self.asgs[i].is_empty() {
+            world.ecs.update_service().cluster(&self.cluster).service(&self.services[i]).desired_count(0).send().await.unwrap();
+        } else {
+            world.asg.set_desired_capacity().auto_scaling_group_name(&self.asgs[i]).desired_capacity(0).send().await.unwrap();
+        }
+    }
+
+    /// Wakes leaf `i` behind the daemon's back (a leaf found awake at start).
+    async fn wake(&self, world: &World, i: usize) {
+        if self.asgs[i].is_empty() {
+            world.ecs.update_service().cluster(&self.cluster).service(&self.services[i]).desired_count(1).send().await.unwrap();
+        } else {
+            world.asg.set_desired_capacity().auto_scaling_group_name(&self.asgs[i]).desired_capacity(1).send().await.unwrap();
+        }
+    }
 }
 
 fn config(world: &World, fleet: &Fleet) -> std::path::PathBuf {
@@ -109,9 +251,23 @@ fn config(world: &World, fleet: &Fleet) -> std::path::PathBuf {
         world.dir.join(format!("{}.json", common::unique("state"))).display(),
         common::free_port()
     );
-    for (i, (asg, domain)) in fleet.asgs.iter().zip(&fleet.domains).enumerate() {
+    for (i, domain) in fleet.domains.iter().enumerate() {
+        let _ = write!(text, "[[leaf]]\nname = \"l{i}\"\ndomain = \"{domain}\"\nhosted_zone_id = \"{}\"\n", fleet.zone);
+        let (asg, service) = (&fleet.asgs[i], &fleet.services[i]);
+        if !asg.is_empty() {
+            let _ = writeln!(text, "asg = \"{asg}\"");
+        }
+        if !service.is_empty() {
+            let _ = writeln!(text, "ecs_cluster = \"{}\"\necs_service = \"{service}\"", fleet.cluster);
+        }
+        let (keys, traffic) = match fleet.shapes[i] {
+            Shape::Asg => ("", "instances"),
+            Shape::AsgService => ("dns = \"all\"\n", "instances"),
+            Shape::Fargate => ("", "service"),
+            Shape::Scaled => ("dns = \"none\"\n", "load_balancer\"\nload_balancer = \"net/bench/0123456789abcdef"),
+        };
         // 10-second watchdog periods so that a one-minute window sees metric reads.
-        let _ = write!(text, "[[leaf]]\nname = \"l{i}\"\ndomain = \"{domain}\"\nhosted_zone_id = \"{}\"\nasg = \"{asg}\"\n[leaf.watchdog]\nthreshold = 1175\nperiod = \"10s\"\nidle_after = \"10s\"\n", fleet.zone);
+        let _ = write!(text, "{keys}[leaf.watchdog]\nthreshold = 1175\nperiod = \"10s\"\nidle_after = \"10s\"\ntraffic = \"{traffic}\"\n");
     }
     let path = world.dir.join(format!("{}.toml", common::unique("bench")));
     std::fs::write(&path, text).unwrap();
@@ -130,8 +286,8 @@ async fn ready(daemon: &Daemon, started: Instant) -> f64 {
 }
 
 /// Wakes leafs one at a time; returns (wake latencies ms, DNS latencies ms, ready ms, peak RSS kB, CPU ms).
-async fn wake_run(world: &World, n: usize, wakes: usize) -> serde_json::Value {
-    let fleet = fleet(world, n).await;
+async fn wake_run(world: &World, n: usize, wakes: usize, mixed: bool) -> serde_json::Value {
+    let fleet = fleet(world, n, mixed).await;
     let counting = Proxied::start().await;
     let started = Instant::now();
     let daemon = counting.daemon(&config(world, &fleet), &[]);
@@ -141,23 +297,25 @@ async fn wake_run(world: &World, n: usize, wakes: usize) -> serde_json::Value {
     let (mut wake_ms, mut dns_ms, mut peak_rss) = (Vec::new(), Vec::new(), 0);
     for k in 0..wakes {
         let i = (k * 7) % n;
-        let (asg, domain) = (&fleet.asgs[i], &fleet.domains[i]);
+        let domain = &fleet.domains[i];
         let at = now_ms();
         world.put_line(&fleet.group, "FRA6", at, &query_line(at, &fleet.zone, domain, "A")).await;
         let t0 = now_ms(); // PutLogEvents returned: the line is readable
-        let set = eventually("SetDesiredCapacity at the emulator", Duration::from_secs(60), || async {
-            counting.moto.calls().into_iter().find(|c| c.at_ms >= t0 && c.operation == "SetDesiredCapacity" && c.text.contains(&format!("AutoScalingGroupName={asg}&")))
-        })
-        .await;
+        let set = eventually("the wake call at the emulator", Duration::from_secs(60), || async { fleet.wake_call(counting.moto.calls(), i, t0) }).await;
+        wake_ms.push((set.at_ms - t0) as f64);
+        peak_rss = peak_rss.max(daemon.usage().0);
+        if !fleet.shapes[i].has_record() {
+            fleet.sleep(world, i).await;
+            daemon.passes(2).await;
+            continue;
+        }
         let upsert = eventually("the A record UPSERT at the emulator", Duration::from_secs(60), || async {
             counting.localstack.calls().into_iter().find(|c| c.at_ms >= set.at_ms && c.operation == "ChangeResourceRecordSets" && c.text.contains(domain.as_str()) && !c.text.contains("0.0.0.0"))
         })
         .await;
-        wake_ms.push((set.at_ms - t0) as f64);
         dns_ms.push((upsert.at_ms - set.at_ms) as f64);
-        peak_rss = peak_rss.max(daemon.usage().0);
         // Back to sleep (as an operator would), and let the daemon settle before the next.
-        world.asg.set_desired_capacity().auto_scaling_group_name(asg).desired_capacity(0).send().await.unwrap();
+        fleet.sleep(world, i).await;
         eventually("the record back at the idle IP", Duration::from_secs(60), || async {
             counting.localstack.calls().into_iter().find(|c| c.at_ms >= upsert.at_ms && c.operation == "ChangeResourceRecordSets" && c.text.contains(domain.as_str()) && c.text.contains("0.0.0.0"))
         })
@@ -166,14 +324,18 @@ async fn wake_run(world: &World, n: usize, wakes: usize) -> serde_json::Value {
     }
     let (rss, cpu_after) = daemon.usage();
     let cpu_share = (cpu_after - cpu_before) as f64 / run_started.elapsed().as_millis() as f64;
-    json!({"leafs": n, "wakes": wakes, "wake_latency_ms": stats(wake_ms), "dns_latency_ms": stats(dns_ms), "ready_ms": ready_ms, "rss_kb_peak": peak_rss.max(rss), "cpu_share_of_one_core": cpu_share})
+    json!({"leafs": n, "shapes": shapes_label(mixed), "wakes": wakes, "wake_latency_ms": stats(wake_ms), "dns_latency_ms": stats(dns_ms), "ready_ms": ready_ms, "rss_kb_peak": peak_rss.max(rss), "cpu_share_of_one_core": cpu_share})
+}
+
+fn shapes_label(mixed: bool) -> &'static str {
+    if mixed { "mixed" } else { "asg" }
 }
 
 /// Counts calls per minute by operation with `n` leafs, `awake` of them up.
-async fn calls_run(world: &World, n: usize, awake: usize, window: Duration) -> serde_json::Value {
-    let fleet = fleet(world, n).await;
-    for asg in fleet.asgs.iter().take(awake) {
-        world.asg.set_desired_capacity().auto_scaling_group_name(asg).desired_capacity(1).send().await.unwrap();
+async fn calls_run(world: &World, n: usize, awake: usize, window: Duration, mixed: bool) -> serde_json::Value {
+    let fleet = fleet(world, n, mixed).await;
+    for i in 0..awake {
+        fleet.wake(world, i).await;
     }
     let counting = Proxied::start().await;
     let started = Instant::now();
@@ -194,7 +356,7 @@ async fn calls_run(world: &World, n: usize, awake: usize, window: Duration) -> s
     }
     let total: f64 = per_op.values().sum();
     json!({
-        "leafs": n, "awake": awake, "calls_per_minute": per_op, "total_per_minute": total,
+        "leafs": n, "shapes": shapes_label(mixed), "awake": awake, "calls_per_minute": per_op, "total_per_minute": total,
         "metrics_requested_per_minute": reads / minutes, "ready_ms": ready_ms, "rss_kb": rss,
         "cpu_share_of_one_core": (cpu_after - cpu_before) as f64 / window.as_millis() as f64,
     })
@@ -204,7 +366,7 @@ async fn calls_run(world: &World, n: usize, awake: usize, window: Duration) -> s
 /// each line delivered up to 20 s late), default settings: wake latency, FilterLogEvents
 /// calls and bytes per minute, CPU, and memory before, during and after the burst.
 async fn busy_run(world: &World, rate: usize, wakes: usize, full: bool) -> serde_json::Value {
-    let fleet = fleet(world, 1).await;
+    let fleet = fleet(world, 1, false).await;
     let zone = Zone { apex: fleet.domains[0].split_once('.').unwrap().1.to_owned(), zone_id: fleet.zone.clone(), lines_per_second: rate, streams: 20, max_delay: Duration::from_secs(20) };
     busy::create_streams(world, &fleet.group, &zone).await;
     let counting = Proxied::start().await;
@@ -287,7 +449,7 @@ async fn benchmark() {
     let world = World::new().await;
     let mut wakes = Vec::new();
     for &(n, count) in &plan.wake_runs {
-        let r = wake_run(&world, n, count).await;
+        let r = wake_run(&world, n, count, false).await;
         println!("bench: wake {r}");
         wakes.push(r);
     }
@@ -299,7 +461,17 @@ async fn benchmark() {
             (false, _) => vec![n / 10], // smoke: one run that exercises every kind of read
         };
         for awake in awakes {
-            let r = calls_run(&world, n, awake, plan.window).await;
+            let r = calls_run(&world, n, awake, plan.window, false).await;
+            println!("bench: calls {r}");
+            calls.push(r);
+        }
+    }
+    for &(n, count) in &plan.mixed_runs {
+        let r = wake_run(&world, n, count, true).await;
+        println!("bench: wake {r}");
+        wakes.push(r);
+        if plan.full {
+            let r = calls_run(&world, n, n / 10, plan.window, true).await;
             println!("bench: calls {r}");
             calls.push(r);
         }
@@ -335,17 +507,22 @@ async fn benchmark() {
 /// A partial re-run keeps the rows of the last full run that it did not measure again
 /// (rows are keyed by their size: leafs, leafs and awake, unrelated lines per second).
 fn merge(results: &mut serde_json::Value, previous: &serde_json::Value) {
-    for (section, keys) in [("wakes", &["leafs"][..]), ("calls", &["leafs", "awake"][..]), ("busy", &["lines_per_second"][..])] {
+    for (section, keys) in [("wakes", &["leafs", "shapes"][..]), ("calls", &["leafs", "awake", "shapes"][..]), ("busy", &["lines_per_second"][..])] {
         let key = |row: &serde_json::Value| keys.iter().map(|k| row[*k].to_string()).collect::<Vec<_>>().join("/");
         let fresh: Vec<serde_json::Value> = results[section].as_array().cloned().unwrap_or_default();
         let mut rows: Vec<serde_json::Value> = previous[section].as_array().cloned().unwrap_or_default();
+        for row in &mut rows {
+            if section != "busy" && row["shapes"].is_null() {
+                row["shapes"] = json!("asg"); // rows measured before fleets had shapes
+            }
+        }
         for row in fresh {
             match rows.iter_mut().find(|r| key(r) == key(&row)) {
                 Some(old) => *old = row,
                 None => rows.push(row),
             }
         }
-        rows.sort_by_key(|r| keys.iter().map(|k| r[*k].as_u64().unwrap_or(0)).collect::<Vec<_>>());
+        rows.sort_by_key(|r| keys.iter().map(|k| r[*k].as_u64().map_or_else(|| r[*k].as_str().unwrap_or("asg").to_owned(), |n| format!("{n:012}"))).collect::<Vec<_>>());
         results[section] = serde_json::Value::Array(rows);
     }
     results["full"] = previous["full"].clone();
@@ -361,14 +538,15 @@ fn machine() -> String {
 pub fn markdown(r: &serde_json::Value) -> String {
     let mut md = String::new();
     let _ = writeln!(md, "Machine: {}. Mode: {}.\n", r["machine"].as_str().unwrap_or(""), if r["full"] == true { "full" } else { "smoke" });
-    let _ = writeln!(md, "### Latency (ms): query-log line readable → SetDesiredCapacity at the emulator; SetDesiredCapacity (instance InService at once in moto) → A-record UPSERT at the emulator\n");
-    let _ = writeln!(md, "| leafs | wakes | wake min | wake median | wake p99 | DNS min | DNS median | DNS p99 | start → READY | peak RSS | CPU (of one core) |\n|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(md, "### Latency (ms): query-log line readable → the wake call at the emulator (SetDesiredCapacity; UpdateService for a leaf without an ASG); wake call (instance or task up at once in moto) → A-record UPSERT at the emulator\n");
+    let _ = writeln!(md, "Shapes `asg`: every leaf an ASG of one instance. `mixed`: a quarter each of an ASG, an ASG with a service and `dns = \"all\"`, a Fargate service, a Fargate service with a scalable target and `dns = \"none\"` (no DNS latency: its record is never written).\n");
+    let _ = writeln!(md, "| leafs | shapes | wakes | wake min | wake median | wake p99 | DNS min | DNS median | DNS p99 | start → READY | peak RSS | CPU (of one core) |\n|---|---|---|---|---|---|---|---|---|---|---|---|");
     for w in r["wakes"].as_array().into_iter().flatten() {
         let (l, d) = (&w["wake_latency_ms"], &w["dns_latency_ms"]);
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {:.0} ms | {:.1} MB | {:.2}% |",
-            w["leafs"], w["wakes"], l["min"], l["median"], l["p99"], d["min"], d["median"], d["p99"],
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} ms | {:.1} MB | {:.2}% |",
+            w["leafs"], w["shapes"].as_str().unwrap_or("asg"), w["wakes"], l["min"], l["median"], l["p99"], d["min"], d["median"], d["p99"],
             w["ready_ms"].as_f64().unwrap_or(0.0), w["rss_kb_peak"].as_f64().unwrap_or(0.0) / 1024.0, w["cpu_share_of_one_core"].as_f64().unwrap_or(0.0) * 100.0
         );
     }
@@ -385,14 +563,16 @@ pub fn markdown(r: &serde_json::Value) -> String {
         );
     }
     let _ = writeln!(md, "\n### AWS calls per minute by operation (steady state, after start-up reads)\n");
-    let ops = ["FilterLogEvents", "DescribeAutoScalingGroups", "DescribeInstances", "ListResourceRecordSets", "ChangeResourceRecordSets", "GetMetricData"];
-    let _ = writeln!(md, "| leafs | awake | {} | total | metrics requested/min | RSS | CPU (of one core) | start → READY |\n|---|---|{}---|---|---|---|---|", ops.join(" | "), "---|".repeat(ops.len()));
+    let ops = ["FilterLogEvents", "DescribeAutoScalingGroups", "DescribeInstances", "ListResourceRecordSets", "ChangeResourceRecordSets", "GetMetricData", "DescribeServices", "ListTasks", "DescribeScalableTargets"];
+    let _ = writeln!(md, "| leafs | shapes | awake | {} | other | total | metrics requested/min | RSS | CPU (of one core) | start → READY |\n|---|---|---|{}---|---|---|---|---|---|", ops.join(" | "), "---|".repeat(ops.len()));
     for c in r["calls"].as_array().into_iter().flatten() {
         let cells: Vec<String> = ops.iter().map(|op| format!("{:.1}", c["calls_per_minute"][*op].as_f64().unwrap_or(0.0))).collect();
+        let listed: f64 = ops.iter().map(|op| c["calls_per_minute"][*op].as_f64().unwrap_or(0.0)).sum();
+        let total = c["total_per_minute"].as_f64().unwrap_or(0.0);
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {:.1} | {:.1} | {:.1} MB | {:.2}% | {:.0} ms |",
-            c["leafs"], c["awake"], cells.join(" | "), c["total_per_minute"].as_f64().unwrap_or(0.0), c["metrics_requested_per_minute"].as_f64().unwrap_or(0.0),
+            "| {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} MB | {:.2}% | {:.0} ms |",
+            c["leafs"], c["shapes"].as_str().unwrap_or("asg"), c["awake"], cells.join(" | "), total - listed, total, c["metrics_requested_per_minute"].as_f64().unwrap_or(0.0),
             c["rss_kb"].as_f64().unwrap_or(0.0) / 1024.0, c["cpu_share_of_one_core"].as_f64().unwrap_or(0.0) * 100.0, c["ready_ms"].as_f64().unwrap_or(0.0)
         );
     }
