@@ -166,7 +166,7 @@ impl EcsApi {
                     .attachments()
                     .iter()
                     .filter(|a| a.r#type() == Some("ElasticNetworkInterface"))
-                    .flat_map(|a| a.details())
+                    .flat_map(aws_sdk_ecs::types::Attachment::details)
                     .find(|d| d.name() == Some("networkInterfaceId"))
                     .and_then(|d| d.value().map(str::to_owned)),
                 task_definition: t.task_definition_arn().unwrap_or_default().to_owned(),

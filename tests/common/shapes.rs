@@ -239,8 +239,8 @@ impl World {
         let enis: Vec<String> = tasks
             .tasks()
             .iter()
-            .flat_map(|t| t.attachments())
-            .flat_map(|a| a.details())
+            .flat_map(aws_sdk_ecs::types::Task::attachments)
+            .flat_map(aws_sdk_ecs::types::Attachment::details)
             .filter(|d| d.name() == Some("networkInterfaceId"))
             .filter_map(|d| d.value().map(str::to_owned))
             .collect();
@@ -266,7 +266,7 @@ impl World {
             return Vec::new();
         }
         let out = self.ec2.describe_instances().set_instance_ids(Some(ids)).send().await.expect("describe instances");
-        let mut ips: Vec<String> = out.reservations().iter().flat_map(|r| r.instances()).filter_map(|i| i.public_ip_address().map(str::to_owned)).collect();
+        let mut ips: Vec<String> = out.reservations().iter().flat_map(aws_sdk_ec2::types::Reservation::instances).filter_map(|i| i.public_ip_address().map(str::to_owned)).collect();
         ips.sort();
         ips
     }

@@ -92,9 +92,8 @@ impl World {
                     self.alerts.push(sleep.cause.as_str().to_owned());
                 }
                 Action::PointRecord { ips, ttl } => self.record = Some(ARecord { values: ips.iter().map(ToString::to_string).collect(), ttl: Some(*ttl) }),
-                Action::ForgetParked(_) => {}
                 Action::Announce(t) => self.alerts.push(kind(t).to_owned()),
-                Action::DropWake { .. } | Action::Adopt(_) | Action::NoteTasks { .. } | Action::EndQuarantine | Action::ForgetManual { .. } => {}
+                Action::DropWake { .. } | Action::Adopt(_) | Action::NoteTasks { .. } | Action::EndQuarantine | Action::ForgetManual { .. } | Action::ForgetParked(_) => {}
             }
             action.record(&mut self.state, self.now);
         }

@@ -247,7 +247,7 @@ pub fn select(config: &Config, cache: &Cache, state: &State) -> Vec<usize> {
 /// `deadline`: when AWS answers slowly, what is left waits for the next pass.
 pub async fn observe(aws: &Aws, config: &Config, cache: &mut Cache, memory: &State, selected: &[usize], now: Timestamp, deadline: tokio::time::Instant) -> Result<(), AwsError> {
     let names: Vec<String> = {
-        let set: BTreeSet<&str> = selected.iter().filter_map(|&i| config.leafs[i].asg()).map(|a| a.as_str()).collect();
+        let set: BTreeSet<&str> = selected.iter().filter_map(|&i| config.leafs[i].asg()).map(crate::config::ResourceName::as_str).collect();
         set.into_iter().map(str::to_owned).collect()
     };
     cache.reports.clear();
