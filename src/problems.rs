@@ -45,6 +45,18 @@ impl Problem {
         }
     }
 
+    /// The leaf wants more instances awake than its ASG may have.
+    pub fn awake_above_max(leaf: &LeafConfig, max: i32) -> Self {
+        Self {
+            key: "awake_above_max".into(),
+            text: format!(
+                "leaf {} has awake_instances = {} but its ASG's max size is {max}: a wake starts only {max}. Raise the ASG's max size or lower awake_instances.",
+                leaf.name(),
+                leaf.awake_instances()
+            ),
+        }
+    }
+
     /// The ECS service of a leaf without an ASG is not there.
     pub fn service_missing(leaf: &LeafConfig) -> Self {
         let (cluster, service) = leaf.ecs().map(|(c, s)| (c.to_string(), s.to_string())).unwrap_or_default();

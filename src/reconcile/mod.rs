@@ -84,14 +84,21 @@ impl Reconciler {
 
 /// Problems the observation itself shows: a missing ASG or service, a serving unit
 /// without a public IP, targets that stay unhealthy.
-fn conditions(leaf: &crate::config::LeafConfig, cache: &observe::Cache, plan: &decide::Plan, now: crate::clock::Timestamp, report: &mut crate::problems::Report) {
+fn conditions(leaf: &crate::config::LeafConfig, cache: &observe::Cache, plan: &decide::Plan, memory: &LeafState, now: crate::clock::Timestamp, report: &mut crate::problems::Report) {
     use crate::state::Problem;
     if leaf.asg().is_some() {
-        if cache.groups.get(leaf.name().as_str()).and_then(|c| c.value.as_ref()).is_none() {
+        let Some(group) = cache.groups.get(leaf.name().as_str()).and_then(|c| c.value.as_ref()) else {
             report.raised.push(Problem::asg_missing(leaf));
             return;
-        }
+        };
         report.cleared.push("asg_missing".into());
+        // Parked at 0/0 for a sleep, the max that counts is the one a wake restores.
+        let max = if group.max == 0 { memory.parked.asg.map_or(group.max, |b| b.max) } else { group.max };
+        if leaf.awake_instances() > max && max > 0 {
+            report.raised.push(Problem::awake_above_max(leaf, max));
+        } else {
+            report.cleared.push("awake_above_max".into());
+        }
     } else {
         match cache.service(leaf) {
             decide::ServiceSeen::Missing => {
@@ -236,7 +243,8 @@ impl Task for Reconciler {
         for (i, plan) in &plans {
             let leaf = &config.leafs[*i];
             let mut report = self.cache.reports.remove(leaf.name().as_str()).unwrap_or_default();
-            conditions(leaf, &self.cache, plan, now, &mut report);
+            let leaf_memory = memory.leafs.get(leaf.name().as_str()).cloned().unwrap_or_default();
+            conditions(leaf, &self.cache, plan, &leaf_memory, now, &mut report);
             if !config.daemon.dry_run {
                 raised.extend(crate::problems::update(&shared.store, leaf, report).into_iter().map(|p| (*i, p)));
             }

@@ -53,6 +53,7 @@ import sys
 
 from moto.autoscaling import models as autoscaling
 from moto.autoscaling.exceptions import ValidationError
+from moto.autoscaling.responses import AutoScalingResponse
 from moto.ec2.models import ec2_backends
 from moto.ec2.models.elastic_network_interfaces import NetworkInterfaceBackend
 from moto.ec2.utils import random_public_ip
@@ -231,7 +232,7 @@ def _reconcile_service(backend, service):
     ]
     for _ in range(want - len(running)):
         _start_service_task(backend, service, deployment)
-    for task in reversed(running[want:] if want < len(running) else []):  # newest first
+    for task in reversed(running[want:]):  # newest first
         backend.stop_task(service.cluster_name, task.task_arn, f"Scaling activity initiated by (deployment {deployment})")
         task.stop_code = "ServiceSchedulerInitiated"
         task.stopped_at = _now()
@@ -337,19 +338,21 @@ elbv2.ELBv2Backend.create_load_balancer = _create_load_balancer_net_arn
 
 # --- AutoScaling: desired capacity within [min, max] -----------------------------
 
-_set_desired_capacity = autoscaling.AutoScalingBackend.set_desired_capacity
+# Only the API call checks: moto's own callers (DeleteAutoScalingGroup) set 0 below min.
+_set_desired_capacity = AutoScalingResponse.set_desired_capacity
 
 
-def _set_desired_capacity_within_bounds(self, group_name, desired_capacity):
-    group = self.autoscaling_groups[group_name]
-    if desired_capacity is not None and desired_capacity > group.max_size:
-        raise ValidationError(f"New SetDesiredCapacity value {desired_capacity} is above max value {group.max_size} for the AutoScalingGroup.")
-    if desired_capacity is not None and desired_capacity < group.min_size:
-        raise ValidationError(f"New SetDesiredCapacity value {desired_capacity} is below min value {group.min_size} for the AutoScalingGroup.")
-    return _set_desired_capacity(self, group_name, desired_capacity)
+def _set_desired_capacity_within_bounds(self):
+    group = self.autoscaling_backend.autoscaling_groups.get(self._get_param("AutoScalingGroupName"))
+    desired = self._get_int_param("DesiredCapacity")
+    if group is not None and desired is not None and desired > group.max_size:
+        raise ValidationError(f"New SetDesiredCapacity value {desired} is above max value {group.max_size} for the AutoScalingGroup.")
+    if group is not None and desired is not None and desired < group.min_size:
+        raise ValidationError(f"New SetDesiredCapacity value {desired} is below min value {group.min_size} for the AutoScalingGroup.")
+    return _set_desired_capacity(self)
 
 
-autoscaling.AutoScalingBackend.set_desired_capacity = _set_desired_capacity_within_bounds
+AutoScalingResponse.set_desired_capacity = _set_desired_capacity_within_bounds
 
 _update_auto_scaling_group = autoscaling.AutoScalingBackend.update_auto_scaling_group
 

@@ -227,17 +227,24 @@ impl Cache {
 /// Indexes of the leafs to observe this tick: all active ones, then settled ones
 /// (oldest-checked first) up to the end of the last DescribeAutoScalingGroups call.
 pub fn select(config: &Config, cache: &Cache, state: &State) -> Vec<usize> {
-    let (mut active, mut settled): (Vec<usize>, Vec<usize>) =
-        (0..config.leafs.len()).partition(|&i| !cache.settled(&config.leafs[i], state));
+    let (mut active, settled): (Vec<usize>, Vec<usize>) = (0..config.leafs.len()).partition(|&i| !cache.settled(&config.leafs[i], state));
     // A player waiting on a wake comes first for the per-tick record and service reads.
     let waiting = |i: &usize| state.leafs.get(config.leafs[*i].name().as_str()).is_some_and(|m| m.wake.is_some() || m.manual.is_some());
     active.sort_by_key(|i| !waiting(i));
-    settled.sort_by_key(|&i| cache.groups.get(config.leafs[i].name().as_str()).map(|c| c.at));
-    let mut room = (active.len().div_ceil(NAMES_PER_CALL).max(1) * NAMES_PER_CALL) - active.len();
+    let (mut grouped, mut services): (Vec<usize>, Vec<usize>) = settled.into_iter().partition(|&i| config.leafs[i].asg().is_some());
+    let name = |i: usize| config.leafs[i].name().as_str();
+    grouped.sort_by_key(|&i| cache.groups.get(name(i)).map(|c| c.at));
+    let in_calls = active.iter().filter(|&&i| config.leafs[i].asg().is_some()).count();
+    let mut room = (in_calls.div_ceil(NAMES_PER_CALL).max(1) * NAMES_PER_CALL) - in_calls;
     if room == 0 {
         room = NAMES_PER_CALL; // the active leafs fill whole calls: one more keeps the rotation going
     }
-    active.extend(settled.into_iter().take(room));
+    active.extend(grouped.into_iter().take(room));
+    // A sleeping service without an ASG is looked at again when the services' refresh
+    // reaches it (oldest first, within the per-tick read budget): no call describes it
+    // with a hundred others.
+    services.sort_by_key(|&i| cache.services.get(name(i)).map(|c| c.at));
+    active.extend(services.into_iter().take(READS_PER_TICK * crate::aws::ecs::SERVICES_PER_CALL));
     active
 }
 
@@ -566,6 +573,32 @@ mod tests {
             cache.records.clear();
         }
         assert_eq!(select(&c, &cache, &state).len(), NAMES_PER_CALL, "one call, not three, while records are unknown");
+    }
+
+    #[test]
+    fn sleeping_services_without_an_asg_do_not_take_the_asg_rotations_slots() {
+        let mut text = String::from("[daemon]\nregion = \"us-west-2\"\nquery_log_group = \"g\"\n");
+        for i in 0..500 {
+            let what = if i % 2 == 0 { format!("asg = \"a{i}\"") } else { format!("ecs_cluster = \"c\"\necs_service = \"s{i}\"") };
+            let traffic = if i % 2 == 0 { "instances" } else { "service" };
+            let _ = write!(text, "[[leaf]]\nname = \"l{i}\"\ndomain = \"l{i}.example.com\"\nhosted_zone_id = \"Z1\"\n{what}\n[leaf.watchdog]\nthreshold = 1\ntraffic = \"{traffic}\"\n");
+        }
+        let c = Config::parse(Path::new("t.toml"), &text).unwrap();
+        let (mut cache, mut state) = (Cache::default(), State::default());
+        for (i, leaf) in c.leafs.iter().enumerate() {
+            if leaf.asg().is_some() {
+                settle(&mut cache, &mut state, leaf, 0);
+            } else {
+                let service = crate::aws::ecs::Service { name: format!("s{i}"), daemon: false, desired: 0, scalable: None };
+                cache.services.insert(leaf.name().to_string(), Cached { value: ServiceSeen::Known(service), at: Timestamp(0) });
+                cache.records.insert(leaf.name().to_string(), Cached { value: Some(ARecord { values: vec!["0.0.0.0".into()], ttl: Some(1) }), at: Timestamp(0) });
+                state.leafs.entry(leaf.name().to_string()).or_default().announced = Some(Announced::Down);
+            }
+        }
+        let picked = select(&c, &cache, &state);
+        let with_asg = picked.iter().filter(|&&i| c.leafs[i].asg().is_some()).count();
+        assert_eq!(with_asg, NAMES_PER_CALL, "one full DescribeAutoScalingGroups call rotates the ASGs");
+        assert_eq!(picked.len() - with_asg, READS_PER_TICK * crate::aws::ecs::SERVICES_PER_CALL, "a bounded share of the services is looked at");
     }
 
     #[test]
