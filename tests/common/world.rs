@@ -446,7 +446,7 @@ impl World {
     /// crashing container would (the moto launcher records the stop code and exit code).
     /// Returns the task id.
     pub async fn crash_task(&self, leaf: &Leaf, stop_code: &str, exit_code: i32) -> String {
-        let (cluster, _) = leaf.ecs.as_ref().expect("leaf has a service");
+        let (cluster, service) = leaf.ecs.as_ref().expect("leaf has a service");
         let instance = self.instance_id(leaf).await.expect("an instance to run on");
         let registered = self.ecs.list_container_instances().cluster(cluster).send().await.expect("list container instances");
         if registered.container_instance_arns().is_empty() {
@@ -465,6 +465,7 @@ impl World {
             .cluster(cluster)
             .task_definition(format!("{}-task", leaf.name))
             .launch_type(aws_sdk_ecs::types::LaunchType::Ec2)
+            .group(format!("service:{service}")) // what ECS gives a service's task
             .send()
             .await
             .expect("run task");

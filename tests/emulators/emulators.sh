@@ -1,7 +1,9 @@
 # shellcheck shell=bash
 # AWS emulators for container-manager's tests, run as plain processes on loopback
 # (no Docker on our machines): LocalStack 2026.3.0 for Route53, CloudWatch Logs,
-# CloudWatch, SNS, SQS and moto server 5.2.5 for AutoScaling, EC2, ECS, EFS.
+# CloudWatch, SNS, SQS and moto server 5.2.5 (through moto_main.py, which makes it
+# answer like AWS where tests need it) for AutoScaling, EC2, ECS, EFS, ELBv2,
+# Application Auto Scaling, DynamoDB, IAM, STS, CloudFormation.
 # Why this split: shared/brief/emulators.md.
 #
 # Source it, then:
@@ -357,6 +359,14 @@ print(*(s.getsockname()[1] for s in socks))') || { emulators_stop; return 1; }
     export AWS_ENDPOINT_URL_EC2="$moto_url"
     export AWS_ENDPOINT_URL_ECS="$moto_url"
     export AWS_ENDPOINT_URL_EFS="$moto_url"
+    # AWS_ENDPOINT_URL_ + the SDK's service id upper-cased, spaces as underscores
+    # (aws-runtime's format_service_id_for_env; botocore does the same).
+    export AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2="$moto_url"
+    export AWS_ENDPOINT_URL_APPLICATION_AUTO_SCALING="$moto_url"
+    export AWS_ENDPOINT_URL_DYNAMODB="$moto_url"
+    export AWS_ENDPOINT_URL_IAM="$moto_url"
+    export AWS_ENDPOINT_URL_STS="$moto_url"
+    export AWS_ENDPOINT_URL_CLOUDFORMATION="$moto_url"
     export CM_LOCALSTACK_URL="$ls_url" CM_MOTO_URL="$moto_url" CM_EMULATOR_RUN_DIR="$run"
     return 0
 }
@@ -413,6 +423,9 @@ if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
             AWS_ENDPOINT_URL_ROUTE_53 AWS_ENDPOINT_URL_CLOUDWATCH_LOGS AWS_ENDPOINT_URL_CLOUDWATCH \
             AWS_ENDPOINT_URL_SNS AWS_ENDPOINT_URL_SQS AWS_ENDPOINT_URL_AUTO_SCALING \
             AWS_ENDPOINT_URL_EC2 AWS_ENDPOINT_URL_ECS AWS_ENDPOINT_URL_EFS \
+            AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2 AWS_ENDPOINT_URL_APPLICATION_AUTO_SCALING \
+            AWS_ENDPOINT_URL_DYNAMODB AWS_ENDPOINT_URL_IAM AWS_ENDPOINT_URL_STS \
+            AWS_ENDPOINT_URL_CLOUDFORMATION \
             CM_LOCALSTACK_URL CM_MOTO_URL CM_EMULATOR_RUN_DIR; do
             printf 'export %s=%q\n' "$v" "${!v}"
         done

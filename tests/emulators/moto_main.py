@@ -27,7 +27,8 @@ ECS
   assignPublicIp ENABLED the ENI gets a public IP of its own (DescribeNetworkInterfaces
   Association.PublicIp, as AWS's auto-assigned addresses, no Elastic IP), and when the
   task stops the ENI is deleted and the attachment becomes DELETED. moto needs the VPC
-  to have EnableDnsHostnames for awsvpc tasks (else RunTask/CreateService answer 500).
+  to have EnableDnsHostnames for awsvpc tasks: else starting one (RunTask, or a
+  service's scale-out) fails with a 500 (moto reads the ENI's private DNS name).
 - Load balancers: the scheduler registers each awsvpc task in its service's target
   groups as an IP target (private IP, containerPort) and deregisters it when it stops.
 
@@ -143,9 +144,9 @@ _create_network_interface = NetworkInterfaceBackend.create_network_interface
 
 def _create_network_interface_in_subnet(self, subnet, private_ip_address, *args, **kwargs):
     if kwargs.get("description") == "moto ECS":  # only ecs.Task creates these
-        cidr = (self.get_subnet(subnet) if isinstance(subnet, str) else subnet).cidr_block
-        used = {eni.private_ip_address for eni in self.enis.values()}
-        hosts = itertools.islice(ipaddress.ip_network(cidr).hosts(), 3, None)  # AWS keeps .1-.3
+        subnet = self.get_subnet(subnet) if isinstance(subnet, str) else subnet
+        used = {eni.private_ip_address for eni in self.enis.values() if eni.subnet.id == subnet.id}
+        hosts = itertools.islice(ipaddress.ip_network(subnet.cidr_block).hosts(), 3, None)  # AWS keeps .1-.3
         private_ip_address = next(str(ip) for ip in hosts if str(ip) not in used)
     return _create_network_interface(self, subnet, private_ip_address, *args, **kwargs)
 
@@ -161,8 +162,8 @@ _task_init = ecs.Task.__init__
 def _task_init_with_public_ip(self, *args, **kwargs):
     _task_init(self, *args, **kwargs)
     _, eni = _task_eni(self)
-    vpc = getattr(self, "network_configuration", {}).get("awsvpcConfiguration", {})
-    if eni is not None and vpc.get("assignPublicIp") == "ENABLED":
+    awsvpc = getattr(self, "network_configuration", {}).get("awsvpcConfiguration", {})
+    if eni is not None and awsvpc.get("assignPublicIp") == "ENABLED":
         taken = {e.public_ip for e in eni.ec2_backend.enis.values()}
         taken |= {a.public_ip for a in eni.ec2_backend.addresses}
         eni.public_ip = next(ip for ip in iter(random_public_ip, None) if ip not in taken)
@@ -209,7 +210,7 @@ def _start_service_task(backend, service, deployment):
         container.last_status = "RUNNING"
         container.exitCode = None
     backend.tasks.setdefault(cluster.name, {})[task.task_arn] = task
-    attachment, eni = _task_eni(task)
+    _, eni = _task_eni(task)
     task.cm_targets = []
     for balancer in service.load_balancers if eni is not None else []:
         if balancer.get("targetGroupArn"):
@@ -223,7 +224,7 @@ def _reconcile_service(backend, service):
     if service.scheduling_strategy != "REPLICA" or not service.task_definition:
         return
     deployment = service.deployments[0]["id"] if service.deployments else "ecs-svc/0"
-    want = service.desired_count if service.status == "ACTIVE" else 0
+    want = max(service.desired_count or 0, 0) if service.status == "ACTIVE" else 0
     group = f"service:{service.name}"
     running = [
         t
@@ -239,7 +240,7 @@ def _reconcile_service(backend, service):
         for container in task.containers:
             container.last_status = "STOPPED"
             container.exitCode = 0
-    service.running_count, service.pending_count = max(want, 0), 0
+    service.running_count, service.pending_count = want, 0
     for d in service.deployments:
         d.update(desiredCount=service.desired_count, runningCount=service.running_count, pendingCount=0, rolloutState="COMPLETED")
 
@@ -385,7 +386,8 @@ def _update_attached_target_groups_deregistering(self, group_name):
         for target_id in list(target_group.targets) if target_group else []:
             instance = self.ec2_backend.get_instance_by_id(target_id)
             if instance is not None and instance.state in ("shutting-down", "terminated"):
-                target_group.deregister_terminated_instances([target_id])  # draining, then gone
+                # Unlisted from now on; asked for by id, it answers draining.
+                target_group.deregister_terminated_instances([target_id])
 
 
 autoscaling.AutoScalingBackend.update_attached_target_groups = _update_attached_target_groups_deregistering

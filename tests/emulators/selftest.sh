@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Checks the emulator harness itself: install, start, one real call per service
 # through the exported AWS_ENDPOINT_URL_* variables (boto3 from moto's venv, which
-# ships it), then stop and make sure nothing is left running and nothing was
-# written to $HOME. Usage: bash tests/emulators/selftest.sh
+# ships it), moto_main.py's extensions (selftest_moto.py), then stop and make sure
+# nothing is left running and nothing was written to $HOME.
+# Usage: bash tests/emulators/selftest.sh
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=emulators.sh
@@ -96,6 +97,9 @@ ecs = c("ecs").list_clusters()
 efs = c("efs").describe_file_systems()
 print("moto ok: autoscaling, ec2, ecs, efs")
 PY
+# What moto_main.py adds to moto (scheduler, ENIs, target groups and health, NLB ARNs,
+# AutoScaling bounds).
+"$moto_py" "$here/selftest_moto.py"
 
 emulators_stop
 emulators_stop   # twice on purpose: must be a no-op
