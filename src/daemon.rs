@@ -209,6 +209,14 @@ impl Reload {
         let phase = view.map(|v| v.phase.clone());
         let announced_up = self.store.read(|s| s.leafs.get(name).is_some_and(|l| matches!(l.announced, Some(crate::state::Announced::Up { .. }))));
         let running = announced_up || phase.as_deref().is_some_and(|p| matches!(p, "up" | "waking" | "stopping"));
+        let parked = self.store.read(|s| s.leafs.get(name).map(|l| l.parked).unwrap_or_default());
+        if !parked.is_empty() {
+            // Its bounds are at 0/0 and only the state knew what they were: say it before
+            // the state forgets the leaf.
+            tracing::warn!(leaf = name, ?parked, "a leaf removed from the config sleeps with its scaling bounds parked at 0/0: restore them by hand");
+            crate::alerts::enqueue(&self.store, &old.daemon, leaf, crate::alerts::texts::left_parked(leaf, &parked, self.timeline.now()));
+            self.outbox.activate();
+        }
         if !running {
             return;
         }

@@ -101,10 +101,16 @@ impl Problem {
         Self {
             key: "no_public_ip".into(),
             text: format!(
-                "instance {instance} of leaf {} is InService but has no public IP: players cannot reach it and {} stays at {}. Enable public IPs for the ASG's subnets or launch template.",
+                "{} {instance} of leaf {} serves but has no public IP: players cannot reach it and {} stays at {}. {}",
+                if leaf.asg().is_some() { "instance" } else { "task" },
                 leaf.name(),
                 leaf.domain(),
-                leaf.idle_ip
+                leaf.idle_ip,
+                if leaf.asg().is_some() {
+                    "Enable public IPs for the ASG's subnets or launch template."
+                } else {
+                    "Set assignPublicIp = ENABLED in the service's network configuration (and a public subnet), or put it behind a load balancer with dns = \"none\"."
+                }
             ),
         }
     }
@@ -127,6 +133,17 @@ impl Report {
                 self.cleared.push(format!("{service}:{operation}"));
                 self.cleared.push(format!("{service}:not_found"));
             }
+            Err(e) => self.raised.extend(Problem::from_aws(leaf, e)),
+        }
+    }
+}
+
+impl Report {
+    /// A region-wide read made for this leaf among others: its success says nothing about
+    /// the leaf's own resources, so it clears only its own refusal.
+    pub fn shared_read(&mut self, leaf: &LeafConfig, result: Result<(), &AwsError>, service: &str, operation: &str) {
+        match result {
+            Ok(()) => self.cleared.push(format!("{service}:{operation}")),
             Err(e) => self.raised.extend(Problem::from_aws(leaf, e)),
         }
     }

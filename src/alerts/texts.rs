@@ -43,8 +43,9 @@ pub fn for_transition(leaf: &LeafConfig, t: &Transition) -> Alert {
                 instance,
                 format!("{name} is starting: connect to {domain}"),
                 format!(
-                    "Container for '{name}' is starting up! Connect to it at: '{domain}' ({}).\n{}\nInstance: {instance}\nReason: {why}",
+                    "Container for '{name}' is starting up! Connect to it at: '{domain}' ({}).{}\n{}\nInstance: {instance}\nReason: {why}",
                     if ips.is_empty() { "through its load balancer".to_owned() } else { ips.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ") },
+                    if leaf.target_group_arns.is_empty() { String::new() } else { format!(" It is ready: at least {} healthy targets.", leaf.ready_targets()) },
                     header(leaf)
                 ),
             )
@@ -101,6 +102,29 @@ pub fn unmanaged(leaf: &LeafConfig, at: Timestamp) -> Alert {
             "Leaf '{name}' was removed from the config while it was running.\n{}\nThe daemon no longer watches it: nothing will stop it when it is idle, and its record stays where it points. It was not stopped either. Stop it yourself (set {} to 0), or put the leaf back in the config and reload.",
             header(leaf),
             capacity(leaf)
+        ),
+    }
+}
+
+/// The alert for a leaf removed from the config while its scaling bounds were parked.
+pub fn left_parked(leaf: &LeafConfig, parked: &crate::state::Parked, at: Timestamp) -> Alert {
+    let name = leaf.name().as_str();
+    let mut restore = Vec::new();
+    if let (Some(b), Some(asg)) = (parked.asg, leaf.asg()) {
+        restore.push(format!("ASG {asg}: {b}"));
+    }
+    if let (Some(b), Some((c, s))) = (parked.service, leaf.ecs()) {
+        restore.push(format!("the scalable target of ECS service {c}/{s}: {b}"));
+    }
+    Alert {
+        id: format!("{name}:left_parked:{}", at.0),
+        leaf: name.to_owned(),
+        kind: "unmanaged".to_owned(),
+        subject: subject(leaf, format!("{name} left the config with its scaling parked at 0/0")),
+        body: format!(
+            "Leaf '{name}' was removed from the config while asleep, with its scaling bounds parked at 0/0 by the daemon.\n{}\nNothing can scale it out now, and the daemon no longer remembers the bounds. Restore them by hand: {}.",
+            header(leaf),
+            restore.join("; ")
         ),
     }
 }

@@ -57,8 +57,8 @@ pub struct Group {
     /// Max size: a wake above it is refused by AWS, so it is checked first.
     pub max: i32,
     /// Whether it has scaling policies (from DescribePolicies, filled in by the
-    /// reconciler): such a group is parked, not just set to 0, to sleep.
-    pub policies: bool,
+    /// reconciler; None until read): such a group is parked, not just set to 0, to sleep.
+    pub policies: Option<bool>,
     /// Its instances.
     pub instances: Vec<GroupInstance>,
 }
@@ -98,7 +98,7 @@ impl AsgApi {
                     desired: g.desired_capacity().unwrap_or(0),
                     min: g.min_size().unwrap_or(0),
                     max: g.max_size().unwrap_or(0),
-                    policies: false,
+                    policies: None,
                     instances: g
                         .instances()
                         .iter()

@@ -62,7 +62,7 @@ impl Apply<'_> {
         let mut failed: HashSet<usize> = HashSet::new();
         for &(i, ref plan) in plans {
             let first = |a: &&Action| {
-                matches!(a, Action::Wake { .. } | Action::DropWake { .. } | Action::Sleep { .. } | Action::NoteTasks { .. } | Action::EndQuarantine | Action::ForgetManual { .. })
+                matches!(a, Action::AbandonStop | Action::Wake { .. } | Action::DropWake { .. } | Action::Sleep { .. } | Action::NoteTasks { .. } | Action::EndQuarantine | Action::ForgetManual { .. })
             };
             for action in plan.actions.iter().filter(first) {
                 self.one(i, plan, action, &mut applied, &mut failed).await;
@@ -111,26 +111,55 @@ impl Apply<'_> {
     }
 
     async fn step(&self, leaf: &LeafConfig, step: Step) -> Result<(), AwsError> {
-        let asg = || leaf.asg().expect("decide only scales a configured ASG").as_str();
         let (cluster, service) = leaf.ecs().map(|(c, s)| (c.as_str(), s.as_str())).unwrap_or_default();
+        let asg = || leaf.asg().map(crate::config::ResourceName::as_str).ok_or_else(|| AwsError::answer("autoscaling", "UpdateAutoScalingGroup", crate::aws::ErrorKind::Invalid, "the leaf has no ASG (the config changed)"));
         match step {
-            Step::AsgDesired(n) => self.aws.asg.set_desired(asg(), n).await,
-            Step::AsgBounds { bounds, desired } => self.aws.asg.set_bounds(asg(), bounds, desired).await,
+            Step::AsgDesired(n) => self.aws.asg.set_desired(asg()?, n).await,
+            Step::AsgBounds { bounds, desired } => self.aws.asg.set_bounds(asg()?, bounds, desired).await,
             Step::ServiceBounds(b) => self.aws.scaling.set_service_bounds(&crate::aws::scaling::service_resource_id(cluster, service), b).await,
             Step::ServiceDesired(n) => self.aws.ecs.set_desired(cluster, service, n).await,
         }
     }
 
+    /// A stop: written to the state (with the bounds it parks) before its first call,
+    /// its calls, then its one alert.
+    async fn sleep(&mut self, i: usize, sleep: &crate::leaf::Sleep, steps: &[Step]) -> Result<(), AwsError> {
+        let leaf = &self.config.leafs[i];
+        self.act(leaf.name().as_str(), sleep.cause.as_str(), &describe(leaf, steps), &sleep.detail);
+        self.parking(i, sleep.park, Some(sleep), steps).await?;
+        let leaf = &self.config.leafs[i];
+        alerts::enqueue(self.store, &self.config.daemon, leaf, alerts::texts::for_sleep(leaf, sleep, self.now));
+        Ok(())
+    }
+
+    /// Records `park` and the stop under way, if any, durably before running `steps`.
+    async fn parking(&mut self, i: usize, park: crate::state::Parked, stopping: Option<&crate::leaf::Sleep>, steps: &[Step]) -> Result<(), AwsError> {
+        if !park.is_empty() || stopping.is_some() {
+            let name = self.config.leafs[i].name().to_string();
+            self.before(&name, |m| {
+                if let Some(s) = stopping {
+                    m.stopping = Some(s.clone());
+                }
+                super::decide::remember_parked(&mut m.parked, park);
+            })
+            .await?;
+        }
+        self.steps(i, steps).await
+    }
+
     /// Writes `change` to the state and makes it durable before the calls it announces:
-    /// bounds about to be parked, a stop about to begin.
-    async fn before(&self, name: &str, change: impl FnOnce(&mut crate::state::LeafState)) {
+    /// bounds about to be parked, a stop about to begin. When the save fails, the calls
+    /// wait (the next pass tries again): parked bounds nobody recorded could never be
+    /// restored.
+    async fn before(&self, name: &str, change: impl FnOnce(&mut crate::state::LeafState)) -> Result<(), AwsError> {
         if self.dry_run() {
-            return;
+            return Ok(());
         }
         self.store.update(|s| change(s.leafs.entry(name.to_owned()).or_default()));
-        if let Err(e) = self.store.save().await {
-            tracing::error!(leaf = name, error = %e, "could not save the state before a capacity change");
-        }
+        self.store.save().await.map_err(|e| {
+            tracing::error!(leaf = name, error = %e, "could not save the state before a capacity change; not changing anything");
+            AwsError::answer("state", "save", crate::aws::ErrorKind::Transient, e.to_string())
+        })
     }
 
     /// Applies one non-DNS action of leaf `i`, unless an earlier one of its failed.
@@ -164,19 +193,7 @@ impl Apply<'_> {
                 }
                 Ok(())
             }
-            Action::Sleep { sleep, steps } => {
-                self.act(name, sleep.cause.as_str(), &describe(leaf, steps), &sleep.detail);
-                self.before(name, |m| {
-                    m.stopping = Some(sleep.clone());
-                    super::decide::remember_parked(&mut m.parked, sleep.park);
-                })
-                .await;
-                let r = self.steps(i, steps).await;
-                if r.is_ok() {
-                    alerts::enqueue(self.store, &self.config.daemon, leaf, alerts::texts::for_sleep(leaf, sleep, self.now));
-                }
-                r
-            }
+            Action::Sleep { sleep, steps } => self.sleep(i, sleep, steps).await,
             Action::NoteTasks { failures, .. } => {
                 for f in failures {
                     events::task_failed(name, &f.describe());
@@ -195,13 +212,14 @@ impl Apply<'_> {
             }
             Action::Scale { steps, park } => {
                 self.act(name, "scale", &describe(leaf, steps), &phase_why(leaf, &plan.phase));
-                if !park.is_empty() {
-                    self.before(name, |m| super::decide::remember_parked(&mut m.parked, *park)).await;
-                }
-                self.steps(i, steps).await
+                self.parking(i, *park, None, steps).await
             }
             Action::ForgetParked(f) => {
                 tracing::info!(leaf = name, forgotten = ?f, "scaling bounds restored: their record is forgotten");
+                Ok(())
+            }
+            Action::AbandonStop => {
+                tracing::warn!(leaf = name, "an operator's wake abandons the stop under way");
                 Ok(())
             }
             Action::Announce(t) => {
@@ -336,6 +354,7 @@ fn kind(action: &Action) -> &'static str {
         Action::PointRecord { .. } => "point_record",
         Action::Scale { .. } => "scale",
         Action::ForgetParked(_) => "forget_parked",
+        Action::AbandonStop => "abandon_stop",
         Action::Announce(Transition::Started { .. }) => "announce_started",
         Action::Announce(Transition::Stopped { .. }) => "announce_stopped",
         Action::Announce(Transition::LeftUp { .. }) => "announce_left_up",

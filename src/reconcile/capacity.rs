@@ -64,7 +64,14 @@ impl Capacity<'_> {
     }
 
     fn asg_managed(group: &Group, parked: &Parked) -> bool {
-        group.policies || group.min > 0 || parked.asg.is_some()
+        group.policies == Some(true) || group.min > 0 || parked.asg.is_some()
+    }
+
+    /// Whether what scales the leaf is known well enough to stop it or park it: an
+    /// ASG's policies must have been read (a stop that only set 0 would let them scale
+    /// it out again).
+    pub fn known(&self) -> bool {
+        self.group.is_none_or(|g| g.policies.is_some())
     }
 
     fn scalable(&self) -> Option<(&Service, Bounds)> {
@@ -83,6 +90,9 @@ impl Capacity<'_> {
                 (true, _) => return Err("the ASG's max size is 0".to_owned()),
                 (false, _) => steps.push(Step::AsgDesired(bounds.clamp(leaf.awake_instances()))),
             }
+        }
+        if self.group.is_none() && self.service.is_some_and(|s| s.daemon) {
+            return Err("a DAEMON service without an ASG has no count to set (give the leaf its `asg`)".to_owned());
         }
         if let Some(s) = self.service.filter(|s| !s.daemon) {
             let want = leaf.awake_tasks();
@@ -138,12 +148,15 @@ impl Capacity<'_> {
     /// While awake: bounds left parked by an interrupted wake are restored; a plain
     /// REPLICA service is kept at its awake count (a scalable one is the policy's); and
     /// records of bounds that someone else restored are returned to be forgotten.
-    pub fn keep_awake(&self, leaf: &LeafConfig, parked: &Parked) -> (Vec<Step>, Parked) {
+    ///
+    /// `restore`: whether parked bounds may be restored now. Right after the daemon's own
+    /// stop, a read that has not caught up yet looks just like an interrupted wake.
+    pub fn keep_awake(&self, leaf: &LeafConfig, parked: &Parked, restore: bool) -> (Vec<Step>, Parked) {
         let mut steps = Vec::new();
         let mut forget = Parked::default();
         if let Some(s) = self.service.filter(|s| !s.daemon) {
             match (s.scalable, parked.service) {
-                (Some(b), Some(recorded)) if b.parked() && !recorded.parked() => {
+                (Some(b), Some(recorded)) if b.parked() && !recorded.parked() && restore => {
                     steps.push(Step::ServiceBounds(recorded));
                     if s.desired < 1 {
                         steps.push(Step::ServiceDesired(recorded.clamp(leaf.awake_tasks())));
@@ -187,7 +200,7 @@ mod tests {
     }
 
     fn group(desired: i32, min: i32, max: i32, policies: bool) -> Group {
-        Group { name: "g".into(), desired, min, max, policies, instances: vec![] }
+        Group { name: "g".into(), desired, min, max, policies: Some(policies), instances: vec![] }
     }
 
     #[test]
@@ -212,7 +225,7 @@ mod tests {
         let leaf = leaf("");
         let scaled = service(7, Some(Bounds { min: 1, max: 10 }));
         let cap = Capacity { group: None, service: Some(&scaled) };
-        let (steps, forget) = cap.keep_awake(&leaf, &Parked { asg: None, service: Some(Bounds { min: 1, max: 10 }) });
+        let (steps, forget) = cap.keep_awake(&leaf, &Parked { asg: None, service: Some(Bounds { min: 1, max: 10 }) }, true);
         assert!(steps.is_empty(), "7 tasks chosen by the policy stay 7");
         assert_eq!(forget.service, Some(Bounds { min: 1, max: 10 }), "the wake is done: the record is forgotten");
     }
@@ -223,7 +236,8 @@ mod tests {
         let half = service(0, Some(Bounds::PARKED));
         let cap = Capacity { group: Some(&group(1, 0, 2, false)), service: Some(&half) };
         let recorded = Parked { asg: None, service: Some(Bounds { min: 1, max: 10 }) };
-        assert_eq!(cap.keep_awake(&leaf, &recorded).0, vec![Step::ServiceBounds(Bounds { min: 1, max: 10 }), Step::ServiceDesired(1)]);
+        assert_eq!(cap.keep_awake(&leaf, &recorded, true).0, vec![Step::ServiceBounds(Bounds { min: 1, max: 10 }), Step::ServiceDesired(1)]);
+        assert!(cap.keep_awake(&leaf, &recorded, false).0.is_empty(), "not right after the daemon's own stop");
     }
 
     #[test]

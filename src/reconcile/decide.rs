@@ -155,6 +155,8 @@ pub enum Action {
     },
     /// Forget recorded bounds that AWS shows restored.
     ForgetParked(Parked),
+    /// Forget a stop under way: an operator asked for a wake.
+    AbandonStop,
     /// Tell the operator (one alert) and remember that we did.
     Announce(Transition),
     /// Remember the current state without an alert (first sight of the leaf).
@@ -201,7 +203,9 @@ impl Action {
             }
             Action::DropWake { query_at, .. } => state.settle_wake(*query_at),
             Action::Sleep { sleep: s, .. } => {
-                state.slept = Some(Slept { at: now, cause: s.cause, detail: s.detail.clone(), instance: s.instance.clone() });
+                // Decided earlier when a restart finished it: queries in between still wake.
+                let at = if s.decided_at.0 > 0 { s.decided_at } else { now };
+                state.slept = Some(Slept { at, cause: s.cause, detail: s.detail.clone(), instance: s.instance.clone() });
                 state.stopping = None;
                 remember_parked(&mut state.parked, s.park);
                 // The sleep alert is the stop's one alert: no "stopped" follows.
@@ -224,6 +228,7 @@ impl Action {
                 remember_parked(&mut state.parked, *park);
                 forget_restored(&mut state.parked, steps);
             }
+            Action::AbandonStop => state.stopping = None,
             Action::ForgetParked(f) => {
                 if f.asg.is_some() {
                     state.parked.asg = None;
@@ -345,35 +350,45 @@ pub fn decide(leaf: &LeafConfig, obs: &Observation<'_>, state: &LeafState, now: 
         plan.actions.push(Action::EndQuarantine);
     }
     if let Some(sleep) = &state.stopping {
-        // A stop was under way when the daemon last ran: finish it, with its one alert.
-        let (_, steps) = capacity.sleep(&state.parked);
-        plan.actions.push(Action::Sleep { sleep: sleep.clone(), steps });
-        return plan;
+        if manual_wake {
+            // The operator wins, even over a stop that keeps failing.
+            plan.actions.push(Action::AbandonStop);
+        } else {
+            // A stop was under way when the daemon last ran (or its calls failed): finish
+            // it, with its one alert. Bounds it had not seen then are recorded now.
+            let (park, steps) = capacity.sleep(&state.parked);
+            let mut sleep = sleep.clone();
+            remember_parked(&mut sleep.park, park);
+            plan.actions.push(Action::Sleep { sleep, steps });
+            return plan;
+        }
     }
     if let Some(manual) = state.manual
         && let Some(sleep) = operator(&mut plan, leaf, &capacity, state, manual)
     {
-        push_sleep(&mut plan, &capacity, state, sleep);
+        push_sleep(&mut plan, &capacity, state, sleep, now);
         plan.actions.push(Action::ForgetManual { at: manual.at(), why: None });
         return plan;
     }
     let waking = plan.actions.iter().any(|a| matches!(a, Action::Wake { .. })) || wake(&mut plan, leaf, &capacity, state, quarantine, obs.zone_holds_domain);
     if !waking
         && capacity.awake()
+        && capacity.known()
         && let Some(sleep) = stop(&mut plan, leaf, obs, state, now)
     {
-        push_sleep(&mut plan, &capacity, state, sleep);
+        push_sleep(&mut plan, &capacity, state, sleep, now);
         return plan; // DNS follows on the next tick, from the new phase
     }
-    converge(&mut plan, leaf, obs, &capacity, state, waking);
+    converge(&mut plan, leaf, obs, &capacity, state, waking, now);
     announce(&mut plan, leaf, obs, state);
     plan
 }
 
-/// A sleep with the bounds it parks and its calls.
-fn push_sleep(plan: &mut Plan, capacity: &Capacity<'_>, state: &LeafState, mut sleep: Sleep) {
+/// A sleep with the bounds it parks, its calls, and when it was decided.
+fn push_sleep(plan: &mut Plan, capacity: &Capacity<'_>, state: &LeafState, mut sleep: Sleep, now: Timestamp) {
     let (park, steps) = capacity.sleep(&state.parked);
     sleep.park = park;
+    sleep.decided_at = now;
     plan.actions.push(Action::Sleep { sleep, steps });
 }
 
@@ -394,7 +409,7 @@ fn operator(plan: &mut Plan, leaf: &LeafConfig, capacity: &Capacity<'_>, state: 
         },
         Manual::Wake { at } => plan.actions.push(Action::ForgetManual { at, why: Some(already_awake(leaf).to_owned()) }),
         Manual::Sleep { .. } if capacity.awake() => {
-            return Some(Sleep { cause: SleepCause::Manual, detail: "an operator ran `containerd sleep`".to_owned(), instance: plan.phase.instance().map(str::to_owned), quarantine_until: None, park: Parked::default() });
+            return Some(Sleep::new(SleepCause::Manual, "an operator ran `containerd sleep`".to_owned(), plan.phase.instance().map(str::to_owned), None));
         }
         Manual::Sleep { at } => plan.actions.push(Action::ForgetManual { at, why: Some("the leaf is already asleep".to_owned()) }),
     }
@@ -450,13 +465,8 @@ fn stop(plan: &mut Plan, leaf: &LeafConfig, obs: &Observation<'_>, state: &LeafS
     let failures: Vec<Failure> = state.failures.iter().cloned().chain(new_failures).collect();
     if let Some(f) = crashloop::tripped(&failures, &leaf.crash_loop, now) {
         let until = now.plus_ms(leaf.crash_loop.cooldown.as_millis());
-        return Some(Sleep {
-            cause: SleepCause::CrashLoop,
-            detail: format!("{}; DNS queries will not wake it until {until} (cooldown {})", f.describe(), leaf.crash_loop.cooldown),
-            instance,
-            quarantine_until: Some(until),
-            park: Parked::default(),
-        });
+        let detail = format!("{}; DNS queries will not wake it until {until} (cooldown {})", f.describe(), leaf.crash_loop.cooldown);
+        return Some(Sleep::new(SleepCause::CrashLoop, detail, instance, Some(until)));
     }
 
     let instance = instance?;
@@ -469,13 +479,8 @@ fn stop(plan: &mut Plan, leaf: &LeafConfig, obs: &Observation<'_>, state: &LeafS
     if let Some(up_for_ms) = launched.map(|l| now.since(l)).filter(|&ms| ms >= wd.left_up_after.as_millis()) {
         let up_for = HumanDuration(std::time::Duration::from_millis(u64::try_from(up_for_ms / 60_000 * 60_000).unwrap_or(0)));
         if wd.left_up_stop {
-            return Some(Sleep {
-                cause: SleepCause::LeftUp,
-                detail: format!("instance {instance} has been up for {up_for} (left_up_after {}, left_up_stop = true)", wd.left_up_after),
-                instance: Some(instance),
-                quarantine_until: None,
-                park: Parked::default(),
-            });
+            let detail = format!("instance {instance} has been up for {up_for} (left_up_after {}, left_up_stop = true)", wd.left_up_after);
+            return Some(Sleep::new(SleepCause::LeftUp, detail, Some(instance), None));
         }
         if state.left_up_alerted.as_ref() != Some(&instance) {
             plan.actions.push(Action::Announce(Transition::LeftUp { instance: instance.clone(), up_for_ms }));
@@ -485,18 +490,15 @@ fn stop(plan: &mut Plan, leaf: &LeafConfig, obs: &Observation<'_>, state: &LeafS
     let traffic = obs.traffic?;
     let evaluation = watchdog::evaluate(wd, traffic, state.last_query_at, awake_since, now);
     let sleep = match evaluation.verdict {
-        Verdict::Idle { idle_for_ms } => Some(Sleep {
-            cause: SleepCause::Idle,
-            detail: format!(
+        Verdict::Idle { idle_for_ms } => {
+            let detail = format!(
                 "idle for {}: player traffic at or below {} B/s in every period (last periods: {})",
                 HumanDuration(std::time::Duration::from_millis(u64::try_from(idle_for_ms).unwrap_or(0))),
                 wd.threshold.get(),
                 evaluation.figures()
-            ),
-            instance: Some(instance),
-            quarantine_until: None,
-            park: Parked::default(),
-        }),
+            );
+            Some(Sleep::new(SleepCause::Idle, detail, Some(instance), None))
+        }
         _ => None,
     };
     plan.evaluation = Some(evaluation);
@@ -504,7 +506,7 @@ fn stop(plan: &mut Plan, leaf: &LeafConfig, obs: &Observation<'_>, state: &LeafS
 }
 
 /// Step 3: DNS follows the phase; capacity and bounds stay what the phase needs.
-fn converge(plan: &mut Plan, leaf: &LeafConfig, obs: &Observation<'_>, capacity: &Capacity<'_>, state: &LeafState, waking: bool) {
+fn converge(plan: &mut Plan, leaf: &LeafConfig, obs: &Observation<'_>, capacity: &Capacity<'_>, state: &LeafState, waking: bool, now: Timestamp) {
     let target = match &plan.phase {
         Phase::Up { .. } => Some(record_ips(leaf, &plan.phase)),
         Phase::Asleep | Phase::Stopping { .. } => Some(vec![leaf.idle_ip]),
@@ -527,8 +529,12 @@ fn converge(plan: &mut Plan, leaf: &LeafConfig, obs: &Observation<'_>, capacity:
     if waking {
         return; // the wake's own steps set the capacity this tick
     }
+    if !capacity.known() {
+        plan.waiting_for = plan.waiting_for.or(Some("the ASG's scaling policies to be read"));
+        return;
+    }
     if capacity.awake() {
-        let (steps, forget) = capacity.keep_awake(leaf, &state.parked);
+        let (steps, forget) = capacity.keep_awake(leaf, &state.parked, restore_allowed(state, now));
         if !steps.is_empty() {
             plan.actions.push(Action::Scale { steps, park: Parked::default() });
         }
@@ -541,6 +547,19 @@ fn converge(plan: &mut Plan, leaf: &LeafConfig, obs: &Observation<'_>, capacity:
             plan.actions.push(Action::Scale { steps, park });
         }
     }
+}
+
+/// How long after its own stop the daemon distrusts a leaf that reads awake with parked
+/// bounds (the reads may lag the stop's writes); later, or with a wake pending, such a
+/// leaf is an interrupted wake (or an operator's) and its bounds are restored.
+const RESTORE_AFTER_STOP_MS: i64 = 60_000;
+
+fn restore_allowed(state: &LeafState, now: Timestamp) -> bool {
+    let Some(slept) = &state.slept else { return true };
+    state.wake.as_ref().is_some_and(|w| w.query_at > slept.at)
+        || matches!(state.manual, Some(Manual::Wake { .. }))
+        || state.woke_at.is_some_and(|w| w > slept.at)
+        || now.since(slept.at) >= RESTORE_AFTER_STOP_MS
 }
 
 /// What the A record of a serving leaf holds: the newest unit's IP, or every one's.
@@ -569,8 +588,12 @@ fn point(plan: &mut Plan, record: &Seen<Option<ARecord>>, ips: Vec<Ipv4Addr>, tt
 fn announce(plan: &mut Plan, leaf: &LeafConfig, obs: &Observation<'_>, state: &LeafState) {
     let action = match (&plan.phase, &state.announced) {
         (Phase::Up { serving }, Some(Announced::Up { instance: announced })) if serving.iter().any(|u| &u.id == announced) => None,
-        // One of several units was replaced: the leaf never stopped serving, no news.
-        (Phase::Up { serving }, Some(Announced::Up { .. })) if serving.len() > 1 => Some(Action::Adopt(Announced::Up { instance: serving[0].id.clone() })),
+        // Another unit serves and the leaf never stopped: news only when players connect to
+        // the one IP that changed (`dns = "instance"`); a balancer or a record of every IP
+        // hides a replaced or scaled-in unit.
+        (Phase::Up { serving }, Some(Announced::Up { .. })) if serving.len() > 1 || leaf.dns != DnsMode::Instance => {
+            Some(Action::Adopt(Announced::Up { instance: serving[0].id.clone() }))
+        }
         (Phase::Up { serving }, None) => Some(Action::Adopt(Announced::Up { instance: serving[0].id.clone() })),
         (Phase::Up { serving }, Some(_)) => {
             let ready = leaf.target_group_arns.is_empty() || obs.targets.is_some_and(|h| h.healthy >= leaf.ready_targets());
@@ -578,7 +601,9 @@ fn announce(plan: &mut Plan, leaf: &LeafConfig, obs: &Observation<'_>, state: &L
                 Some(Action::Announce(Transition::Started { instance: serving[0].id.clone(), ips: record_ips(leaf, &plan.phase), woken_by: state.woken_by.clone() }))
             } else {
                 plan.waiting_for = plan.waiting_for.or(Some("ready_targets healthy targets in target_group_arns"));
-                plan.unready_since = state.woke_at.max(serving.iter().filter_map(|u| u.launched_at).min());
+                if obs.targets.is_some() {
+                    plan.unready_since = state.woke_at.max(serving.iter().filter_map(|u| u.launched_at).min());
+                }
                 None
             }
         }

@@ -69,6 +69,16 @@ impl Reconciler {
         if self.trimmed_for.as_ref().is_some_and(|c| Arc::ptr_eq(c, config)) {
             return;
         }
+        if let Some(old) = &self.trimmed_for {
+            // A leaf whose ASG or service changed is a new leaf to the cache: what was
+            // read for its old resources must not be taken for the new ones.
+            for leaf in &config.leafs {
+                let before = old.leafs.iter().find(|l| l.name() == leaf.name());
+                if before.is_some_and(|b| b.asg() != leaf.asg() || b.ecs() != leaf.ecs()) {
+                    self.cache.forget_leaf(leaf.name().as_str());
+                }
+            }
+        }
         self.trimmed_for = Some(Arc::clone(config));
         let keep: std::collections::BTreeSet<String> = config.leafs.iter().map(|l| l.name().to_string()).collect();
         self.cache.forget_leafs_except(&keep);
@@ -114,7 +124,10 @@ fn conditions(leaf: &crate::config::LeafConfig, cache: &observe::Cache, plan: &d
         (Some(_), _) => report.cleared.push("zone_mismatch".into()),
         _ => {}
     }
-    let unreachable = cache.footprint(leaf).and_then(|f| f.serving.into_iter().find(|u| u.ip.is_none()));
+    // An instance is only serving once described; a task's ENI may not be read yet: only
+    // one read without a public IP counts.
+    let private = |u: &crate::leaf::Unit| leaf.asg().is_some() || cache.live_tasks.get(&u.id).and_then(|t| t.eni.as_ref()).is_some_and(|e| cache.eni_private.contains(e));
+    let unreachable = cache.footprint(leaf).and_then(|f| f.serving.into_iter().find(|u| u.ip.is_none() && private(u)));
     match unreachable {
         Some(u) if leaf.dns != crate::config::DnsMode::None => report.raised.push(Problem::no_public_ip(leaf, &u.id)),
         _ => report.cleared.push("no_public_ip".into()),
@@ -167,12 +180,12 @@ fn view_scaling(leaf: &crate::config::LeafConfig, cache: &observe::Cache, memory
         decide::ServiceSeen::Known(s) => s.scalable,
         _ => None,
     };
-    let asg_managed = group.is_some_and(|g| g.policies || g.min > 0) || memory.parked.asg.is_some();
+    let asg_managed = group.is_some_and(|g| g.policies == Some(true) || g.min > 0) || memory.parked.asg.is_some();
     if !asg_managed && service.is_none() && memory.parked.is_empty() {
         return None;
     }
     Some(crate::status::ScalingView {
-        asg_policies: group.is_some_and(|g| g.policies),
+        asg_policies: group.is_some_and(|g| g.policies == Some(true)),
         asg_bounds: group.filter(|_| asg_managed).map(|g| crate::state::Bounds { min: g.min, max: g.max }),
         service_bounds: service,
         parked: memory.parked,
@@ -200,7 +213,7 @@ impl Task for Reconciler {
                 let name = leaf.name().as_str();
                 let stopped_tasks = self.cache.stopped_tasks(name);
                 let obs = decide::Observation {
-                    group: self.cache.groups.get(name).and_then(|c| c.value.as_ref()),
+                    group: leaf.asg().and(self.cache.groups.get(name)).and_then(|c| c.value.as_ref()),
                     instances: &self.cache.instances,
                     record: self.cache.record(name),
                     service: self.cache.service(leaf),

@@ -128,6 +128,14 @@ pub struct LeafState {
     pub stopping: Option<Sleep>,
 }
 
+impl Sleep {
+    /// A stop for `cause`; what it parks and when it was decided are filled in by the
+    /// decision that takes it.
+    pub fn new(cause: SleepCause, detail: String, instance: Option<String>, quarantine_until: Option<Timestamp>) -> Self {
+        Self { cause, detail, instance, quarantine_until, park: Parked::default(), decided_at: Timestamp::default() }
+    }
+}
+
 /// Min and max capacity of an ASG or of a service's scalable target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Bounds {
@@ -192,6 +200,10 @@ pub struct Sleep {
     /// Bounds to record before parking them (the stop's first step).
     #[serde(default, skip_serializing_if = "Parked::is_empty")]
     pub park: Parked,
+    /// When it was decided: queries before it do not wake the leaf, also when a restart
+    /// finishes the stop later.
+    #[serde(default)]
+    pub decided_at: Timestamp,
 }
 
 /// An operator's command, given through the running daemon so that its state, alerts

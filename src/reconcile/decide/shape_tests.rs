@@ -78,7 +78,7 @@ fn dns_all_holds_every_serving_ip_sorted_and_dns_none_is_never_written() {
         desired: 2,
         min: 0,
         max: 2,
-        policies: false,
+        policies: Some(false),
         instances: vec![GroupInstance { id: "i-b".into(), lifecycle: Lifecycle::InService }, GroupInstance { id: "i-a".into(), lifecycle: Lifecycle::InService }],
     };
     let mut instances = HashMap::new();
@@ -145,7 +145,9 @@ fn a_restart_in_the_middle_of_a_stop_finishes_it_with_its_one_alert() {
     let leaf = fargate("dns = \"none\"");
     let none = HashMap::new();
     let policy = Bounds { min: 1, max: 10 };
-    let sleep = Sleep { cause: SleepCause::Idle, detail: "idle".into(), instance: Some("t1".into()), quarantine_until: None, park: Parked { asg: None, service: Some(policy) } };
+    let mut sleep = Sleep::new(SleepCause::Idle, "idle".into(), Some("t1".into()), None);
+    sleep.park = Parked { asg: None, service: Some(policy) };
+    sleep.decided_at = Timestamp(40);
     // Written before the first call; the daemon died after parking the bounds.
     let mut state = LeafState { announced: Some(Announced::Up { instance: "t1".into() }), stopping: Some(sleep.clone()), parked: sleep.park, ..LeafState::default() };
     let obs = seen(&none, service(3, Some(Bounds::PARKED)), vec![task("t1", None, 1, true)], &[]);
@@ -165,4 +167,62 @@ fn one_of_several_units_replaced_is_no_news() {
     let obs = seen(&none, service(2, None), vec![task("t2", Some([1, 1, 1, 2]), 2, true), task("t3", Some([1, 1, 1, 3]), 3, true)], &["1.1.1.2", "1.1.1.3"]);
     let plan = decide(&leaf, &obs, &state, Timestamp(10));
     assert_eq!(plan.actions, vec![Action::Adopt(Announced::Up { instance: "t3".into() })], "{plan:?}");
+}
+
+#[test]
+fn a_resumed_stop_records_bounds_it_had_not_seen_and_keeps_its_decision_time() {
+    let leaf = fargate("dns = \"none\"");
+    let none = HashMap::new();
+    let policy = Bounds { min: 1, max: 10 };
+    // Decided at 40 while the scalable target was not known yet; its calls then failed.
+    let mut sleep = Sleep::new(SleepCause::Idle, "idle".into(), Some("t1".into()), None);
+    sleep.decided_at = Timestamp(40);
+    let mut state = LeafState { announced: Some(Announced::Up { instance: "t1".into() }), stopping: Some(sleep), ..LeafState::default() };
+    let plan = decide(&leaf, &seen(&none, service(2, Some(policy)), vec![task("t1", None, 1, true)], &[]), &state, Timestamp(90));
+    let Some(Action::Sleep { sleep, steps }) = plan.actions.first() else { panic!("{plan:?}") };
+    assert_eq!(sleep.park.service, Some(policy), "recorded before parking, or no wake could restore them");
+    assert_eq!(steps.first(), Some(&Step::ServiceBounds(Bounds::PARKED)));
+    plan.actions[0].record(&mut state, Timestamp(90));
+    assert_eq!(state.slept.as_ref().map(|s| s.at), Some(Timestamp(40)), "a query at 50 (the daemon was down) still wakes it");
+    assert_eq!(state.parked.service, Some(policy));
+}
+
+#[test]
+fn an_operators_wake_abandons_a_stop_that_keeps_failing() {
+    let leaf = fargate("");
+    let none = HashMap::new();
+    let mut state = down();
+    state.stopping = Some(Sleep::new(SleepCause::Idle, "idle".into(), None, None));
+    state.manual = Some(Manual::Wake { at: Timestamp(70) });
+    let plan = decide(&leaf, &seen(&none, service(0, None), vec![], &["0.0.0.0"]), &state, Timestamp(80));
+    assert_eq!(plan.actions.first(), Some(&Action::AbandonStop));
+    assert!(plan.actions.iter().any(|a| matches!(a, Action::Wake { .. })), "{plan:?}");
+}
+
+#[test]
+fn an_asg_whose_policies_are_not_read_yet_is_neither_stopped_nor_parked() {
+    let leaf = leaf("asg = \"a\"", "");
+    let group = Group { name: "a".into(), desired: 0, min: 0, max: 4, policies: None, instances: vec![] };
+    let none = HashMap::new();
+    let mut obs = seen(&none, service(0, None), vec![], &["0.0.0.0"]);
+    obs.group = Some(&group);
+    obs.service = ServiceSeen::NotConfigured;
+    let plan = decide(&leaf, &obs, &down(), Timestamp(10));
+    assert!(plan.actions.is_empty(), "{plan:?}");
+    assert_eq!(plan.waiting_for, Some("the ASG's scaling policies to be read"));
+    let known = Group { policies: Some(true), ..group.clone() };
+    obs.group = Some(&known);
+    let plan = decide(&leaf, &obs, &down(), Timestamp(10));
+    assert!(matches!(plan.actions[..], [Action::Scale { .. }]), "once known, a sleeping ASG with policies is parked: {plan:?}");
+}
+
+#[test]
+fn a_daemon_service_without_an_asg_is_not_woken_with_nothing() {
+    let leaf = fargate("");
+    let none = HashMap::new();
+    let mut state = down();
+    state.request_wake(Timestamp(5), "FRA6");
+    let daemon = Service { daemon: true, ..service(0, None) };
+    let plan = decide(&leaf, &seen(&none, daemon, vec![], &["0.0.0.0"]), &state, Timestamp(10));
+    assert!(matches!(&plan.actions[0], Action::DropWake { why, notable: true, .. } if why.contains("DAEMON")), "{plan:?}");
 }

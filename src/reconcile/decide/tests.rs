@@ -43,7 +43,7 @@ struct World {
 impl World {
     fn asleep(ecs: Option<bool>) -> Self {
         World {
-            group: Group { name: "mc-asg".into(), desired: 0, min: 0, max: 1, policies: false, instances: vec![] },
+            group: Group { name: "mc-asg".into(), desired: 0, min: 0, max: 1, policies: Some(false), instances: vec![] },
             instances: HashMap::new(),
             record: Some(ARecord { values: vec!["0.0.0.0".into()], ttl: Some(1) }),
             service: ecs.map(|daemon| Service { name: "mc".into(), daemon, desired: 0, scalable: None }),
@@ -93,7 +93,7 @@ impl World {
                 }
                 Action::PointRecord { ips, ttl } => self.record = Some(ARecord { values: ips.iter().map(ToString::to_string).collect(), ttl: Some(*ttl) }),
                 Action::Announce(t) => self.alerts.push(kind(t).to_owned()),
-                Action::DropWake { .. } | Action::Adopt(_) | Action::NoteTasks { .. } | Action::EndQuarantine | Action::ForgetManual { .. } | Action::ForgetParked(_) => {}
+                Action::DropWake { .. } | Action::Adopt(_) | Action::NoteTasks { .. } | Action::EndQuarantine | Action::ForgetManual { .. } | Action::ForgetParked(_) | Action::AbandonStop => {}
             }
             action.record(&mut self.state, self.now);
         }

@@ -87,6 +87,8 @@ pub struct Cache {
     pub live_tasks: HashMap<String, LiveTask>,
     /// Public IPs of task network interfaces (immutable while the task runs).
     pub eni_ips: HashMap<String, Ipv4Addr>,
+    /// Task network interfaces read without a public IP (a private subnet).
+    pub eni_private: HashSet<String>,
     /// Each leaf's targets, summed over its target groups, read while its start waits.
     pub targets: HashMap<String, Cached<Health>>,
 }
@@ -123,6 +125,12 @@ impl Cache {
             return ServiceSeen::NotConfigured;
         }
         self.services.get(leaf.name().as_str()).map_or(ServiceSeen::Unknown, |c| c.value.clone())
+    }
+
+    /// Forgets what was read for one leaf.
+    pub fn forget_leaf(&mut self, leaf: &str) {
+        let keep: std::collections::BTreeSet<String> = self.groups.keys().chain(self.services.keys()).chain(self.records.keys()).filter(|k| *k != leaf).cloned().collect();
+        self.forget_leafs_except(&keep);
     }
 
     /// Forgets every leaf not in `keep` (a reload removed it).
@@ -211,7 +219,7 @@ impl Cache {
             // The ASG does not exist: a problem alerted once. Looking for it every pass would
             // cost a call per 100 such leafs per pass; the rotation finds it again.
             let Some(g) = &group.value else { return true };
-            g.desired == 0 && g.instances.is_empty() && !(g.policies && g.max > 0)
+            g.desired == 0 && g.instances.is_empty() && !(g.policies != Some(false) && g.max > 0)
         } else {
             // Without an ASG the service is the leaf: read it every pass until it sleeps.
             self.footprint(leaf).is_some_and(|f| f.wanted == 0 && f.live.is_empty())
@@ -259,7 +267,8 @@ pub async fn observe(aws: &Aws, config: &Config, cache: &mut Cache, memory: &Sta
     };
     cache.reports.clear();
     if !names.is_empty() {
-        shapes::read_policies(aws, cache, now).await;
+        let with_asg: Vec<&LeafConfig> = selected.iter().map(|&i| &config.leafs[i]).filter(|l| l.asg().is_some()).collect();
+        shapes::read_policies(aws, cache, &with_asg, now).await;
         let policies = cache.policies.as_ref().map(|c| &c.value);
         let groups: HashMap<String, Group> = aws
             .asg
@@ -267,7 +276,7 @@ pub async fn observe(aws: &Aws, config: &Config, cache: &mut Cache, memory: &Sta
             .await?
             .into_iter()
             .map(|mut g| {
-                g.policies = policies.is_some_and(|p| p.contains(&g.name));
+                g.policies = policies.map(|p| p.contains(&g.name));
                 (g.name.clone(), g)
             })
             .collect();
@@ -503,7 +512,12 @@ async fn read_records(aws: &Aws, config: &Config, cache: &mut Cache, selected: &
 /// and, in one more call for all of them, their scalable targets.
 async fn read_services(aws: &Aws, config: &Config, cache: &mut Cache, memory: &State, selected: &[usize], now: Timestamp) {
     let candidates = selected.iter().map(|&i| &config.leafs[i]).filter(|l| l.ecs().is_some());
-    let primary: Vec<&LeafConfig> = candidates.clone().filter(|l| l.asg().is_none() && !cache.settled(l, memory)).collect();
+    // Leafs without an ASG that are not settled are read every pass, players waiting
+    // first, then longest unread, within the budget of the per-tick reads.
+    let mut primary: Vec<&LeafConfig> = candidates.clone().filter(|l| l.asg().is_none() && !cache.settled(l, memory)).collect();
+    let waiting = |l: &LeafConfig| memory.leafs.get(l.name().as_str()).is_some_and(|m| m.wake.is_some() || m.manual.is_some());
+    primary.sort_by_key(|l| (!waiting(l), cache.services.get(l.name().as_str()).map(|c| c.at)));
+    primary.truncate(READS_PER_TICK * crate::aws::ecs::SERVICES_PER_CALL);
     let mut wanted = due(candidates, &cache.services, now);
     wanted.retain(|l| !primary.iter().any(|p| p.name() == l.name()));
     let mut by_cluster: BTreeMap<&str, Vec<&LeafConfig>> = BTreeMap::new();
@@ -559,7 +573,7 @@ mod tests {
 
     fn settle(cache: &mut Cache, state: &mut State, leaf: &LeafConfig, at: i64) {
         let name = leaf.name().to_string();
-        cache.groups.insert(name.clone(), Cached { value: Some(Group { name: leaf.asg().unwrap().to_string(), desired: 0, min: 0, max: 1, policies: false, instances: vec![] }), at: Timestamp(at) });
+        cache.groups.insert(name.clone(), Cached { value: Some(Group { name: leaf.asg().unwrap().to_string(), desired: 0, min: 0, max: 1, policies: Some(false), instances: vec![] }), at: Timestamp(at) });
         cache.records.insert(name.clone(), Cached { value: Some(ARecord { values: vec!["0.0.0.0".into()], ttl: Some(1) }), at: Timestamp(at) });
         state.leafs.entry(name).or_default().announced = Some(Announced::Down);
     }

@@ -18,12 +18,17 @@ use crate::state::{Announced, State};
 use super::super::decide::ServiceSeen;
 
 /// Which ASGs have scaling policies: one paged DescribePolicies for the whole region,
-/// at start and every [`REFRESH_AFTER_MS`].
-pub async fn read_policies(aws: &Aws, cache: &mut Cache, now: Timestamp) {
+/// at start and every [`REFRESH_AFTER_MS`]. Until it answers, no ASG leaf is stopped or
+/// parked, so a refusal is a problem of every ASG leaf (alerted once, as a digest).
+pub async fn read_policies(aws: &Aws, cache: &mut Cache, leafs: &[&LeafConfig], now: Timestamp) {
     if cache.policies.as_ref().is_some_and(|c| now.since(c.at) < REFRESH_AFTER_MS) {
         return;
     }
-    match aws.asg.with_policies().await {
+    let result = aws.asg.with_policies().await;
+    for leaf in leafs {
+        cache.reports.entry(leaf.name().to_string()).or_default().shared_read(leaf, result.as_ref().map(drop), "autoscaling", "DescribePolicies");
+    }
+    match result {
         Ok(names) => cache.policies = Some(Cached { value: names, at: now }),
         Err(e) => tracing::warn!(error = %e, "could not read the ASGs' scaling policies; retrying next tick"),
     }
@@ -70,8 +75,10 @@ pub async fn read_running_tasks(aws: &Aws, config: &Config, cache: &mut Cache, s
         .filter(|l| l.asg().is_none() && l.ecs().is_some())
         .filter(|l| cache.footprint(l).is_some_and(|f| f.wanted > 0 || !f.live.is_empty()))
         .collect();
-    let clusters: BTreeSet<&str> = leafs.iter().filter_map(|l| l.ecs()).map(|(c, _)| c.as_str()).take(READS_PER_TICK).collect();
-    for cluster in clusters {
+    // The clusters listed longest ago first: each is read in turn, however many there are.
+    let mut clusters: Vec<&str> = leafs.iter().filter_map(|l| l.ecs()).map(|(c, _)| c.as_str()).collect::<BTreeSet<_>>().into_iter().collect();
+    clusters.sort_by_key(|c| cache.running.get(*c).map(|r| r.at));
+    for cluster in clusters.into_iter().take(READS_PER_TICK) {
         let listed = aws.ecs.running_tasks(cluster).await;
         for leaf in leafs.iter().filter(|l| l.ecs().is_some_and(|(c, _)| c.as_str() == cluster)) {
             cache.reports.entry(leaf.name().to_string()).or_default().call(leaf, listed.as_ref().map(drop), "ecs", "ListTasks");
@@ -109,6 +116,7 @@ pub async fn read_running_tasks(aws: &Aws, config: &Config, cache: &mut Cache, s
     cache.live_tasks.retain(|arn, _| listed.contains(arn));
     let enis: HashSet<&String> = cache.live_tasks.values().filter_map(|t| t.eni.as_ref()).collect();
     cache.eni_ips.retain(|eni, _| enis.contains(eni));
+    cache.eni_private.retain(|eni| enis.contains(eni));
     let public: HashSet<&str> = config.leafs.iter().filter(|l| l.asg().is_none() && l.dns != DnsMode::None).filter_map(|l| l.ecs()).map(|(_, s)| s.as_str()).collect();
     let wanted: Vec<String> = cache
         .live_tasks
@@ -117,19 +125,26 @@ pub async fn read_running_tasks(aws: &Aws, config: &Config, cache: &mut Cache, s
         .filter_map(|t| t.eni.clone())
         .filter(|e| !cache.eni_ips.contains_key(e))
         .collect();
+    // A private ENI is not asked about again: a task gets its public IP with its ENI.
+    let wanted: Vec<String> = wanted.into_iter().filter(|e| !cache.eni_private.contains(e)).collect();
     if wanted.is_empty() {
         return;
     }
     match aws.ec2.interface_ips(&wanted).await {
-        Ok(ips) => cache.eni_ips.extend(ips),
+        Ok(ips) => {
+            // Read and without a public IP: a private subnet (a problem once the task runs).
+            cache.eni_private.extend(wanted.into_iter().filter(|e| !ips.contains_key(e)));
+            cache.eni_ips.extend(ips);
+        }
         Err(e) => tracing::warn!(error = %e, "could not read the tasks' public IPs; retrying next tick"),
     }
 }
 
 /// Reads the target health of serving leafs whose "starting" alert waits for it, a
-/// few leafs per pass (DescribeTargetHealth takes one target group per call).
+/// few leafs per pass, longest unread first (DescribeTargetHealth takes one target group
+/// per call). A count is kept only while the start waits: the next wake starts unknown.
 pub async fn read_targets(aws: &Aws, cache: &mut Cache, running: &[&LeafConfig], memory: &State, now: Timestamp) {
-    let waiting: Vec<&LeafConfig> = running
+    let mut waiting: Vec<&LeafConfig> = running
         .iter()
         .copied()
         .filter(|l| !l.target_group_arns.is_empty())
@@ -138,9 +153,11 @@ pub async fn read_targets(aws: &Aws, cache: &mut Cache, running: &[&LeafConfig],
             let announced = memory.leafs.get(l.name().as_str()).and_then(|m| m.announced.as_ref());
             !matches!(announced, Some(Announced::Up { instance }) if serving.iter().any(|u| &u.id == instance))
         })
-        .take(READS_PER_TICK)
         .collect();
-    for leaf in waiting {
+    let names: HashSet<String> = waiting.iter().map(|l| l.name().to_string()).collect();
+    cache.targets.retain(|name, _| names.contains(name));
+    waiting.sort_by_key(|l| cache.targets.get(l.name().as_str()).map(|c| c.at));
+    for leaf in waiting.into_iter().take(READS_PER_TICK) {
         let mut sum = Health::default();
         let mut failed = false;
         for tg in &leaf.target_group_arns {
