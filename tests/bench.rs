@@ -138,8 +138,11 @@ async fn fleet(world: &World, n: usize, mixed: bool) -> Fleet {
             String::new()
         };
         let service = match (shape, &net) {
-            (Shape::AsgService, _) => shapes::ec2_service_in(world, &cluster, &name).await,
-            (Shape::Fargate | Shape::Scaled, Some(net)) => shapes::fargate_service_in(world, &cluster, &name, net, *shape == Shape::Scaled).await,
+            (Shape::AsgService, _) => {
+                world.ec2_service_in(&cluster, &name, common::world::Ecs::Replica).await;
+                name.clone()
+            }
+            (Shape::Fargate | Shape::Scaled, Some(net)) => fargate_in(world, &cluster, &name, net, *shape == Shape::Scaled).await,
             _ => String::new(),
         };
         asgs.push(asg);
@@ -161,53 +164,14 @@ async fn fleet(world: &World, n: usize, mixed: bool) -> Fleet {
     Fleet { shapes, asgs, services, cluster, domains, zone, group }
 }
 
-/// The benchmark's service leafs, many per cluster.
-mod shapes {
-    use super::{Network, World};
-
-    pub async fn ec2_service_in(world: &World, cluster: &str, name: &str) -> String {
-        let family = format!("{name}-task");
-        let container = aws_sdk_ecs::types::ContainerDefinition::builder().name("game").image("game").memory(512).essential(true).build();
-        world.ecs.register_task_definition().family(&family).container_definitions(container).send().await.unwrap();
-        world.ecs.create_service().cluster(cluster).service_name(name).task_definition(&family).desired_count(0).send().await.unwrap();
-        name.to_owned()
+async fn fargate_in(world: &World, cluster: &str, name: &str, net: &Network, scaled: bool) -> String {
+    world.fargate_service_in(cluster, name, net, None).await;
+    if scaled {
+        use aws_sdk_applicationautoscaling::types::{ScalableDimension, ServiceNamespace};
+        let target = world.scaling.register_scalable_target().service_namespace(ServiceNamespace::Ecs).scalable_dimension(ScalableDimension::EcsServiceDesiredCount);
+        target.resource_id(format!("service/{cluster}/{name}")).min_capacity(1).max_capacity(10).send().await.unwrap();
     }
-
-    pub async fn fargate_service_in(world: &World, cluster: &str, name: &str, net: &Network, scaled: bool) -> String {
-        use aws_sdk_ecs::types::{AssignPublicIp, AwsVpcConfiguration, Compatibility, LaunchType, NetworkConfiguration, NetworkMode};
-        let family = format!("{name}-task");
-        let container = aws_sdk_ecs::types::ContainerDefinition::builder().name("game").image("game").memory(512).essential(true).build();
-        world
-            .ecs
-            .register_task_definition()
-            .family(&family)
-            .network_mode(NetworkMode::Awsvpc)
-            .requires_compatibilities(Compatibility::Fargate)
-            .cpu("256")
-            .memory("512")
-            .container_definitions(container)
-            .send()
-            .await
-            .unwrap();
-        let vpc = AwsVpcConfiguration::builder().set_subnets(Some(net.subnets.clone())).security_groups(&net.security_group).assign_public_ip(AssignPublicIp::Enabled).build().unwrap();
-        let network = NetworkConfiguration::builder().awsvpc_configuration(vpc).build();
-        world.ecs.create_service().cluster(cluster).service_name(name).task_definition(&family).launch_type(LaunchType::Fargate).desired_count(0).network_configuration(network).send().await.unwrap();
-        if scaled {
-            use aws_sdk_applicationautoscaling::types::{ScalableDimension, ServiceNamespace};
-            world
-                .scaling
-                .register_scalable_target()
-                .service_namespace(ServiceNamespace::Ecs)
-                .scalable_dimension(ScalableDimension::EcsServiceDesiredCount)
-                .resource_id(format!("service/{cluster}/{name}"))
-                .min_capacity(1)
-                .max_capacity(10)
-                .send()
-                .await
-                .unwrap();
-        }
-        name.to_owned()
-    }
+    name.to_owned()
 }
 
 impl Fleet {

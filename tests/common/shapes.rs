@@ -100,6 +100,12 @@ impl World {
     pub async fn fargate_service(&self, name: &str, net: &Network, target_group: Option<&str>) -> (String, String) {
         let cluster = format!("{name}-cluster");
         self.ecs.create_cluster().cluster_name(&cluster).send().await.expect("create cluster");
+        self.fargate_service_in(&cluster, name, net, target_group).await;
+        (cluster, name.to_owned())
+    }
+
+    /// A FARGATE service `name` (desired 0, public IPs) in an existing cluster.
+    pub async fn fargate_service_in(&self, cluster: &str, name: &str, net: &Network, target_group: Option<&str>) {
         let family = format!("{name}-task");
         let port = aws_sdk_ecs::types::PortMapping::builder().container_port(25565).build();
         let container = aws_sdk_ecs::types::ContainerDefinition::builder().name("game").image("itzg/minecraft-server").memory(1024).essential(true).port_mappings(port).build();
@@ -118,7 +124,7 @@ impl World {
         let mut create = self
             .ecs
             .create_service()
-            .cluster(&cluster)
+            .cluster(cluster)
             .service_name(name)
             .task_definition(&family)
             .launch_type(LaunchType::Fargate)
@@ -128,7 +134,6 @@ impl World {
             create = create.load_balancers(LoadBalancer::builder().target_group_arn(tg).container_name("game").container_port(25565).build());
         }
         create.send().await.expect("create service");
-        (cluster, name.to_owned())
     }
 
     /// Shape 1, the peer's: a Fargate service and no ASG; the A record follows the task's

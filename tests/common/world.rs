@@ -184,6 +184,12 @@ impl World {
     pub async fn ec2_service(&self, name: &str, kind: Ecs) -> (String, String) {
         let cluster = format!("{name}-cluster");
         self.ecs.create_cluster().cluster_name(&cluster).send().await.expect("create cluster");
+        self.ec2_service_in(&cluster, name, kind).await;
+        (cluster, name.to_owned())
+    }
+
+    /// A service `name` of `kind` on EC2 capacity in an existing cluster.
+    pub async fn ec2_service_in(&self, cluster: &str, name: &str, kind: Ecs) {
         let family = format!("{name}-task");
         self.ecs
             .register_task_definition()
@@ -193,12 +199,11 @@ impl World {
             .await
             .expect("register task definition");
         let strategy = if kind == Ecs::Daemon { SchedulingStrategy::Daemon } else { SchedulingStrategy::Replica };
-        let mut req = self.ecs.create_service().cluster(&cluster).service_name(name).task_definition(&family).scheduling_strategy(strategy);
+        let mut req = self.ecs.create_service().cluster(cluster).service_name(name).task_definition(&family).scheduling_strategy(strategy);
         if kind == Ecs::Replica {
             req = req.desired_count(0);
         }
         req.send().await.expect("create service");
-        (cluster, name.to_owned())
     }
 
     /// The parts every leaf has, whatever its shape: a hosted zone with its A record at
