@@ -113,6 +113,17 @@ pub async fn run(path: PathBuf, config: Config, cancel: CancellationToken) -> Re
         cancel: cancel.clone(),
     };
     tracker.spawn(worker::run(Reconciler::new(shared), intervals.1, reconcile_now.clone(), cancel.clone(), reconcile_status));
+    let responder = crate::responder::Links {
+        config: config_rx.clone(),
+        store: Arc::clone(&store),
+        status: Arc::clone(&status),
+        reconcile: reconcile_now.clone(),
+        timeline: Arc::clone(&timeline),
+    };
+    let config_now = Arc::clone(&config_rx.borrow());
+    crate::responder::start(&config_now, responder, &tracker, &cancel)
+        .await
+        .map_err(|source| DaemonError::Io { what: "cannot start the responder".into(), source })?;
     let http = Arc::new(Http { status: Arc::clone(&status), store: Arc::clone(&store), reconcile: reconcile_now.clone(), token, config: config_rx, timeline: Arc::clone(&timeline) });
     tracker.spawn(http::serve(listener, http, http_connections, cancel.clone()));
     let reload = Reload { path, tx: config_tx, store: Arc::clone(&store), status: Arc::clone(&status), reconcile: reconcile_now, outbox: outbox_now, timeline };

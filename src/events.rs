@@ -223,3 +223,27 @@ pub fn http_connection_refused(why: &'static str) {
         tracing::warn!(why, "HTTP connection turned away or cut (cm_http_connections_refused_total counts them all)");
     }
 }
+
+/// A connection (or datagram) reached the responder.
+pub fn responder_connection(protocol: &str) {
+    count("cm_responder_connections_total", "Connections and datagrams that reached the responder, by protocol", &[("protocol", protocol)], 1);
+}
+
+/// The responder turned a connection away, or let it go unanswered.
+pub fn responder_refused(reason: &str) {
+    count("cm_responder_refused_total", "Connections the responder refused or dropped, by reason (busy, rate, share, allow, unknown_host, deadline, accept_error)", &[("reason", reason)], 1);
+}
+
+/// A client sent bytes that are not the protocol: counted and dropped.
+pub fn responder_malformed(why: &str) {
+    count("cm_responder_refused_total", "Connections the responder refused or dropped, by reason (busy, rate, share, allow, unknown_host, deadline, accept_error)", &[("reason", "malformed")], 1);
+    if now_and_then("responder malformed", Duration::from_secs(10)) {
+        tracing::info!(why, "responder: malformed packet dropped");
+    }
+}
+
+/// The responder asked for a leaf to wake.
+pub fn responder_wake(leaf: &str, what: &str, from: &str) {
+    count("cm_responder_wakes_total", "Wake requests made by the responder, by leaf", &[("leaf", leaf)], 1);
+    tracing::info!(leaf, from, "responder: a {what} wakes the sleeping leaf");
+}

@@ -19,6 +19,8 @@
 //! - [`leaf`], [`clock`]: domain types and time as data.
 //! - [`events`], [`metrics`]: one function per event, logging and counting together.
 //! - [`status`], [`http`]: `/status`, `/metrics`, `/healthz` and operator commands.
+//! - [`responder`]: answers for sleeping leafs (Minecraft server list and login, tcp,
+//!   udp) and turns a real login into a wake request.
 //! - [`control`]: the control token and the CLI's client; [`notify`]: systemd;
 //!   [`host`]: the process's open-file budget and user.
 //! - [`iam`]: the least-privilege policy, from the table of every AWS call made.
@@ -42,6 +44,7 @@ pub mod metrics;
 pub mod notify;
 pub mod problems;
 pub mod reconcile;
+pub mod responder;
 pub mod shutdown;
 pub mod state;
 pub mod status;

@@ -171,6 +171,11 @@ impl Status {
         }
     }
 
+    /// One leaf's view (the responder asks per connection: no copy of every leaf).
+    pub fn leaf(&self, name: &str) -> Option<LeafView> {
+        self.leafs.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(name).cloned()
+    }
+
     /// Every leaf's view, by name.
     pub fn leafs(&self) -> BTreeMap<String, LeafView> {
         self.leafs.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()

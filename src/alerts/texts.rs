@@ -36,6 +36,7 @@ pub fn for_transition(leaf: &LeafConfig, t: &Transition) -> Alert {
             let why = match woken_by {
                 None => format!("{instance} came up ({} was scaled outside the daemon)", capacity(leaf)),
                 Some(w) if w.edge == OPERATOR => format!("an operator woke it (containerd wake) at {}", w.query_at),
+                Some(w) if w.edge.starts_with(crate::state::RESPONDER) => format!("a {} woke it at {} (the responder)", &w.edge[crate::state::RESPONDER.len()..], w.query_at),
                 Some(w) => format!("a DNS query for {domain} at {} (edge {}) woke it", w.query_at, w.edge),
             };
             (

@@ -9,6 +9,7 @@
 mod at;
 mod duration;
 mod error;
+mod responder;
 mod shape;
 mod values;
 
@@ -21,6 +22,7 @@ use serde::{Deserialize, Serialize};
 pub use at::At;
 pub use duration::{parse_duration, DurationError, HumanDuration};
 pub use error::ConfigError;
+pub use responder::{Cidr, LeafResponder, Protocol, ResponderConfig, WakeOn};
 pub use shape::{DnsMode, TrafficSource};
 pub use values::{Domain, HostedZoneId, LeafName, LoadBalancerId, LogGroupName, ResourceName, TargetGroupArn, TopicArn};
 
@@ -70,6 +72,8 @@ pub struct DaemonConfig {
     /// Log every action without changing anything in AWS.
     #[serde(default)]
     pub dry_run: bool,
+    /// Where sleeping leafs are answered for (`[daemon.responder]`).
+    pub responder: Option<ResponderConfig>,
 }
 
 /// `[[leaf]]`: one container that sleeps until its domain is queried.
@@ -116,9 +120,18 @@ pub struct LeafConfig {
     /// TTL of the A record; 1 s so resolvers ask again (and so log a query) soon.
     #[serde(default = "defaults::dns_ttl")]
     pub dns_ttl: At<i64>,
-    /// Where the A record points while the leaf sleeps.
-    #[serde(default = "defaults::idle_ip")]
+    /// Where the A record points while the leaf sleeps: `idle_ip` as written, else the
+    /// responder's `public_ip` for a leaf with a responder, else 0.0.0.0.
+    #[serde(skip_deserializing, default = "defaults::idle_ip")]
     pub idle_ip: Ipv4Addr,
+    /// `idle_ip` as written in the file.
+    #[serde(default, rename = "idle_ip", skip_serializing)]
+    idle_ip_written: Option<Ipv4Addr>,
+    /// How the daemon answers for the leaf while it sleeps (`[leaf.responder]`).
+    pub responder: Option<LeafResponder>,
+    /// DNS queries wake the leaf (set false to let only the responder's logins wake it).
+    #[serde(default = "defaults::yes")]
+    pub wake_on_dns: bool,
     /// When the leaf counts as idle; required because the right threshold depends on the game.
     pub watchdog: WatchdogConfig,
     /// When a crashing container stops the leaf and keeps it asleep.
@@ -215,6 +228,9 @@ mod defaults {
     pub fn idle_ip() -> Ipv4Addr {
         Ipv4Addr::UNSPECIFIED
     }
+    pub fn yes() -> bool {
+        true
+    }
     pub fn period() -> At<HumanDuration> {
         At::new(HumanDuration::secs(60))
     }
@@ -254,10 +270,14 @@ impl Config {
     /// Validates `text`; `path` only labels the messages.
     pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::from_toml(path, text, &e))?;
-        let config = Config {
+        let mut config = Config {
             daemon: raw.daemon,
             leafs: raw.leafs.into_iter().map(At::into_inner).collect(),
         };
+        let public_ip = config.daemon.responder.as_ref().and_then(|r| r.public_ip);
+        for leaf in &mut config.leafs {
+            leaf.idle_ip = leaf.idle_ip_written.or(public_ip.filter(|_| leaf.responder.is_some())).unwrap_or(Ipv4Addr::UNSPECIFIED);
+        }
         config.validate().map_err(|(span, key, msg)| ConfigError::at(path, text, span, key, msg))?;
         Ok(config)
     }
@@ -268,7 +288,8 @@ impl Config {
         for (i, leaf) in self.leafs.iter().enumerate() {
             leaf.validate(i, &self.daemon)?;
         }
-        self.unique()
+        self.unique()?;
+        self.responder_ports()
     }
 
     /// Two leafs may not share a name, a domain, an ASG or an ECS service: the daemon
@@ -295,6 +316,24 @@ impl Config {
                 && let Some(first) = services.insert(pair, i)
             {
                 return Err((service.span(), key("ecs_service"), format!("ECS service {}/{} is also leaf[{first}]'s: each leaf needs its own service", pair.0, pair.1)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Ports of the responder: many minecraft leafs may share one (the handshake names
+    /// the leaf), but a tcp or udp port belongs to one leaf, and minecraft and tcp cannot
+    /// share a TCP port.
+    fn responder_ports(&self) -> Result<(), Refusal> {
+        let mut taken: HashMap<(bool, u16), (usize, Protocol)> = HashMap::new();
+        for (i, leaf) in self.leafs.iter().enumerate() {
+            let Some(r) = &leaf.responder else { continue };
+            let udp = *r.protocol == Protocol::Udp;
+            if let Some((first, proto)) = taken.insert((udp, r.port()), (i, *r.protocol))
+                && !(proto == Protocol::Minecraft && *r.protocol == Protocol::Minecraft)
+            {
+                let span = r.port.as_ref().map_or(r.protocol.span(), At::span);
+                return Err((span, format!("leaf[{i}].responder.port"), format!("port {} is also leaf[{first}]'s: only minecraft leafs can share a port (the handshake names the leaf)", r.port())));
             }
         }
         Ok(())
@@ -327,6 +366,14 @@ impl DaemonConfig {
         if self.query_log_lookback.0 < self.poll_interval.0 {
             return Err((self.query_log_lookback.span(), "daemon.query_log_lookback".into(), "query_log_lookback must be at least poll_interval".into()));
         }
+        if let Some(r) = &self.responder {
+            if !(1..=65_536).contains(&*r.max_connections) {
+                return Err((r.max_connections.span(), "daemon.responder.max_connections".into(), format!("max_connections {} must be between 1 and 65536", *r.max_connections)));
+            }
+            if !(1..=100_000).contains(&*r.per_source_per_minute) {
+                return Err((r.per_source_per_minute.span(), "daemon.responder.per_source_per_minute".into(), format!("per_source_per_minute {} must be between 1 and 100000", *r.per_source_per_minute)));
+            }
+        }
         let calls = *self.query_log_calls_per_second;
         if !(0.1..=25.0).contains(&calls) {
             return Err((
@@ -356,6 +403,7 @@ impl LeafConfig {
             _ => {}
         }
         self.validate_shape(&key)?;
+        self.validate_responder(&key, daemon)?;
         if self.query_log_group.is_none() && daemon.query_log_group.is_none() {
             return Err((self.name.span(), key("query_log_group"), "no query log group: set [daemon] query_log_group or this leaf's query_log_group".into()));
         }
@@ -405,6 +453,32 @@ impl LeafConfig {
         };
         if let Some(needs) = needs {
             return Err((wd.traffic.span(), key("watchdog.traffic"), format!("traffic = {:?} needs {needs}", wd.traffic.as_str())));
+        }
+        Ok(())
+    }
+}
+
+impl LeafConfig {
+    fn validate_responder(&self, key: &dyn Fn(&str) -> String, daemon: &DaemonConfig) -> Result<(), Refusal> {
+        let Some(r) = &self.responder else { return Ok(()) };
+        if daemon.responder.is_none() {
+            return Err((r.protocol.span(), key("responder"), "[leaf.responder] needs [daemon.responder] (where to listen)".into()));
+        }
+        match &r.port {
+            Some(p) if !(1..=65_535).contains(&**p) => return Err((p.span(), key("responder.port"), format!("port {} must be between 1 and 65535", **p))),
+            None if *r.protocol != Protocol::Minecraft => return Err((r.protocol.span(), key("responder.port"), "a tcp or udp responder needs its `port`".into())),
+            _ => {}
+        }
+        if let Some(w) = &r.wake_on
+            && **w == WakeOn::Login
+            && *r.protocol != Protocol::Minecraft
+        {
+            return Err((w.span(), key("responder.wake_on"), "wake_on = \"login\" is for minecraft: a tcp or udp leaf wakes on \"connect\"".into()));
+        }
+        for (name, motd) in [("motd_asleep", &r.motd_asleep), ("motd_starting", &r.motd_starting)] {
+            if motd.as_ref().is_some_and(|m| m.chars().count() > 256) {
+                return Err((r.protocol.span(), key(&format!("responder.{name}")), format!("{name} is longer than 256 characters")));
+            }
         }
         Ok(())
     }

@@ -239,6 +239,9 @@ impl Action {
             }
             Action::Announce(Transition::Started { instance, .. }) => {
                 state.announced = Some(Announced::Up { instance: instance.clone() });
+                if state.woken_by.is_some() {
+                    state.start_ms = state.woke_at.map(|w| now.since(w)).or(state.start_ms);
+                }
             }
             Action::Announce(Transition::Stopped { .. }) => {
                 state.announced = Some(Announced::Down);
@@ -419,7 +422,10 @@ fn operator(plan: &mut Plan, leaf: &LeafConfig, capacity: &Capacity<'_>, state: 
 /// Step 1: acts on a pending wake request; true when it wakes the leaf.
 fn wake(plan: &mut Plan, leaf: &LeafConfig, capacity: &Capacity<'_>, state: &LeafState, quarantine: Option<&Quarantine>, zone_holds_domain: Option<bool>) -> bool {
     let Some(req) = &state.wake else { return false };
-    let (why, notable) = if zone_holds_domain == Some(false) && leaf.dns != DnsMode::None {
+    let by_dns = !req.edge.starts_with(crate::state::RESPONDER) && req.edge != OPERATOR;
+    let (why, notable) = if by_dns && !leaf.wake_on_dns {
+        ("wake_on_dns = false: only the responder wakes it".to_owned(), false)
+    } else if zone_holds_domain == Some(false) && leaf.dns != DnsMode::None {
         // Players could not reach it: its record cannot be written in that zone.
         ("its hosted zone does not hold its domain (a problem alert says how to fix it)".to_owned(), true)
     } else if let Some(q) = quarantine {

@@ -21,6 +21,9 @@ use crate::clock::Timestamp;
 ///   `read_until`; an outbox entry may have several deliveries in flight at once.
 pub const VERSION: u32 = 3;
 
+/// How the `edge` of a wake request made by the responder starts.
+pub const RESPONDER: &str = "responder: ";
+
 /// The `edge` of a wake request made by `containerd wake`.
 pub const OPERATOR: &str = "operator (containerd wake)";
 
@@ -122,6 +125,10 @@ pub struct LeafState {
     /// Scaling bounds the daemon parked at 0/0 to put the leaf to sleep, restored on wake.
     #[serde(default, skip_serializing_if = "Parked::is_empty")]
     pub parked: Parked,
+    /// How long the last start took, from the wake to "starting" (the responder tells
+    /// players when to come back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_ms: Option<i64>,
     /// A stop under way: written before its first call, so a restart in the middle
     /// finishes it (and sends its one alert) instead of seeing a stop by someone else.
     #[serde(default, skip_serializing_if = "Option::is_none")]
