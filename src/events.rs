@@ -231,12 +231,12 @@ pub fn responder_connection(protocol: &str) {
 
 /// The responder turned a connection away, or let it go unanswered.
 pub fn responder_refused(reason: &str) {
-    count("cm_responder_refused_total", "Connections the responder refused or dropped, by reason (busy, rate, share, allow, unknown_host, deadline, accept_error)", &[("reason", reason)], 1);
+    count("cm_responder_refused_total", "Connections the responder refused or dropped, by reason (busy, rate, share, evicted, allow, unknown_host, deadline, accept_error)", &[("reason", reason)], 1);
 }
 
 /// A client sent bytes that are not the protocol: counted and dropped.
 pub fn responder_malformed(why: &str) {
-    count("cm_responder_refused_total", "Connections the responder refused or dropped, by reason (busy, rate, share, allow, unknown_host, deadline, accept_error)", &[("reason", "malformed")], 1);
+    count("cm_responder_refused_total", "Connections the responder refused or dropped, by reason (busy, rate, share, evicted, allow, unknown_host, deadline, accept_error)", &[("reason", "malformed")], 1);
     if now_and_then("responder malformed", Duration::from_secs(10)) {
         tracing::info!(why, "responder: malformed packet dropped");
     }

@@ -1,5 +1,6 @@
-//! Property-based fuzzing of the two parsers that read outside input: the Route53
-//! query-log line parser and the config loader. cargo-fuzz needs a nightly toolchain,
+//! Property-based fuzzing of the parsers that read outside input: the Route53 query-log
+//! line parser, the config loader, and the responder's Minecraft packet decoder (bytes
+//! from anyone on the internet). cargo-fuzz needs a nightly toolchain,
 //! which these machines cannot fetch, so proptest mutates the committed seed corpus
 //! (tests/corpus/) and also feeds arbitrary text. The test command runs a bounded number
 //! of cases; `CM_FUZZ_CASES=200000 cargo test --test fuzz` runs longer.
@@ -7,6 +8,7 @@
 use std::path::Path;
 
 use container_manager::config::Config;
+use container_manager::responder::codec;
 use container_manager::tail::parse::parse;
 use proptest::prelude::*;
 
@@ -22,9 +24,38 @@ fn configs() -> Vec<&'static str> {
     vec![include_str!("corpus/config/minimal.toml"), include_str!("corpus/config/several.toml"), include_str!("../config/leafs.toml")]
 }
 
+/// A real client's first bytes: a handshake for `mc.example.com` (next state 2), then a
+/// login start for `Alex`.
+fn minecraft_seed() -> Vec<u8> {
+    let mut hello = Vec::new();
+    codec::put_varint(&mut hello, 765);
+    codec::put_varint(&mut hello, 14);
+    hello.extend_from_slice(b"mc.example.com");
+    hello.extend_from_slice(&25565u16.to_be_bytes());
+    codec::put_varint(&mut hello, 2);
+    let mut bytes = codec::frame(0, &hello);
+    bytes.extend(codec::string_packet(0, "Alex"));
+    bytes
+}
+
+/// Decodes every packet of `bytes` as the responder would, however broken.
+fn decode_all(bytes: &[u8]) {
+    let mut rest = bytes;
+    while let Ok(Some((id, payload, used))) = codec::packet(rest) {
+        assert!(used > 0 && used <= rest.len() && payload.len() <= codec::MAX_PACKET);
+        let _ = codec::handshake(id, payload);
+        let _ = codec::login_name(id, payload);
+        rest = &rest[used..];
+    }
+}
+
 /// Applies byte edits (replace, insert, delete, duplicate a span) to a seed.
 fn mutate(seed: &str, edits: &[(u8, usize, u8)]) -> String {
-    let mut bytes = seed.as_bytes().to_vec();
+    String::from_utf8_lossy(&mutate_bytes(seed.as_bytes(), edits)).into_owned()
+}
+
+fn mutate_bytes(seed: &[u8], edits: &[(u8, usize, u8)]) -> Vec<u8> {
+    let mut bytes = seed.to_vec();
     for &(op, at, byte) in edits {
         let at = if bytes.is_empty() { 0 } else { at % bytes.len() };
         match op % 4 {
@@ -40,7 +71,7 @@ fn mutate(seed: &str, edits: &[(u8, usize, u8)]) -> String {
             }
         }
     }
-    String::from_utf8_lossy(&bytes).into_owned()
+    bytes
 }
 
 fn edits() -> impl Strategy<Value = Vec<(u8, usize, u8)>> {
@@ -87,6 +118,25 @@ proptest! {
     fn the_config_loader_survives_any_text(text in any::<String>()) {
         let _ = Config::parse(Path::new("fuzz.toml"), &text);
     }
+
+    #[test]
+    fn the_minecraft_decoder_survives_mutated_packets(edits in edits()) {
+        decode_all(&mutate_bytes(&minecraft_seed(), &edits));
+    }
+
+    #[test]
+    fn the_minecraft_decoder_survives_any_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+        decode_all(&bytes);
+    }
+}
+
+#[test]
+fn the_minecraft_seed_decodes_as_a_login() {
+    let bytes = minecraft_seed();
+    let (id, payload, used) = codec::packet(&bytes).unwrap().unwrap();
+    assert_eq!(codec::handshake(id, payload).unwrap().address, "mc.example.com");
+    let (id, payload, _) = codec::packet(&bytes[used..]).unwrap().unwrap();
+    assert_eq!(codec::login_name(id, payload).unwrap(), "Alex");
 }
 
 #[test]

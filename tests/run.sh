@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of container-manager on a fresh machine: installs the pinned AWS
-# emulators (LocalStack and moto, into virtualenvs under ~/.cache/container-manager),
+# emulators (LocalStack and moto, into virtualenvs under ~/.cache/container-manager) and
+# the pinned Minecraft clients the responder is tested with (tests/clients/),
 # builds, starts the emulators on free loopback ports, runs unit and integration tests
 # against them, and stops the emulators however the tests end.
 #
@@ -16,6 +17,10 @@ cargo build --locked --all-targets
 
 echo "== clippy"
 cargo clippy --locked --all-targets -- -D warnings
+
+echo "== install the pinned Minecraft clients (mcstatus, minecraft-protocol)"
+# shellcheck source=tests/clients/install.sh
+source "$(dirname "$0")/clients/install.sh"
 
 trap emulators_stop EXIT
 echo "== start emulators"

@@ -1,13 +1,20 @@
-//! How much of the daemon the internet may use: a global cap on connections held, and
-//! per source address a rate of new connections and a share of the cap, so that one
-//! address (or a slowloris from a few) cannot take every slot from real players.
+//! How much of the daemon the internet may use: a global cap on connections held, per
+//! source address a rate of new connections and a share of the cap, and, when every slot
+//! is held, the oldest connection that has not even finished its handshake gives its
+//! slot to the newcomer. So neither one address nor a slowloris from many can keep a
+//! real player out: a real client's handshake takes milliseconds.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+/// How long a newcomer waits for the slot of the connection it evicted.
+const EVICTION_WAIT: Duration = Duration::from_millis(500);
 
 /// Sources remembered at most; past it, idle ones are forgotten first.
 const MAX_SOURCES: usize = 65_536;
@@ -41,6 +48,9 @@ struct Source {
     open: usize,
 }
 
+/// Connections still in their handshake, oldest first: the ones a newcomer may evict.
+type Handshaking = Arc<Mutex<BTreeMap<u64, CancellationToken>>>;
+
 /// The limits, shared by every listener.
 #[derive(Debug)]
 pub struct Limits {
@@ -48,23 +58,48 @@ pub struct Limits {
     per_minute: f64,
     share: usize,
     sources: Arc<Mutex<HashMap<IpAddr, Source>>>,
+    handshaking: Handshaking,
+    next_id: AtomicU64,
 }
 
 /// A held slot; dropping it frees the slot and the source's share.
 #[derive(Debug)]
 pub struct Slot {
-    _permit: Option<OwnedSemaphorePermit>,
+    _permit: OwnedSemaphorePermit,
     ip: IpAddr,
+    id: u64,
+    evicted: CancellationToken,
     sources: Arc<Mutex<HashMap<IpAddr, Source>>>,
+    handshaking: Handshaking,
+}
+
+impl Slot {
+    /// Fires when a newcomer took this connection's slot (it had not finished its
+    /// handshake while every slot was held).
+    pub fn evicted(&self) -> CancellationToken {
+        self.evicted.clone()
+    }
+
+    /// The handshake is done: the connection is no longer the first to be evicted.
+    pub fn progressed(&self) {
+        if let Ok(mut h) = self.handshaking.lock() {
+            h.remove(&self.id);
+        }
+    }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        if let Ok(mut sources) = self.sources.lock()
-            && let Some(s) = sources.get_mut(&self.ip)
-        {
-            s.open = s.open.saturating_sub(1);
-        }
+        self.progressed();
+        release(&self.sources, self.ip);
+    }
+}
+
+fn release(sources: &Mutex<HashMap<IpAddr, Source>>, ip: IpAddr) {
+    if let Ok(mut sources) = sources.lock()
+        && let Some(s) = sources.get_mut(&ip)
+    {
+        s.open = s.open.saturating_sub(1);
     }
 }
 
@@ -77,14 +112,36 @@ impl Limits {
             per_minute: f64::from(per_minute),
             share: (max_connections / 8).max(4),
             sources: Arc::new(Mutex::new(HashMap::new())),
+            handshaking: Arc::new(Mutex::new(BTreeMap::new())),
+            next_id: AtomicU64::new(0),
         }
     }
 
     /// Admits a new connection from `ip` (holding a slot while it lives), or says why not.
-    pub fn connection(&self, ip: IpAddr, now: Instant) -> Result<Slot, Refusal> {
-        let permit = Arc::clone(&self.slots).try_acquire_owned().map_err(|_| Refusal::Busy)?;
+    /// With every slot held, the oldest connection still in its handshake is evicted and
+    /// its slot awaited briefly.
+    pub async fn connection(&self, ip: IpAddr, now: Instant) -> Result<Slot, Refusal> {
         self.take(ip, now, true)?;
-        Ok(Slot { _permit: Some(permit), ip, sources: Arc::clone(&self.sources) })
+        let permit = if let Ok(p) = Arc::clone(&self.slots).try_acquire_owned() { Ok(p) } else { self.evict_for_one().await };
+        let permit = permit.inspect_err(|_| release(&self.sources, ip))?;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let evicted = CancellationToken::new();
+        if let Ok(mut h) = self.handshaking.lock() {
+            h.insert(id, evicted.clone());
+        }
+        Ok(Slot { _permit: permit, ip, id, evicted, sources: Arc::clone(&self.sources), handshaking: Arc::clone(&self.handshaking) })
+    }
+
+    /// Every slot is held: evicts the oldest connection still in its handshake and waits
+    /// briefly for its slot.
+    async fn evict_for_one(&self) -> Result<OwnedSemaphorePermit, Refusal> {
+        let oldest = self.handshaking.lock().ok().and_then(|mut h| h.pop_first());
+        let (_, token) = oldest.ok_or(Refusal::Busy)?;
+        token.cancel();
+        match tokio::time::timeout(EVICTION_WAIT, Arc::clone(&self.slots).acquire_owned()).await {
+            Ok(Ok(p)) => Ok(p),
+            _ => Err(Refusal::Busy),
+        }
     }
 
     /// Admits one datagram from `ip` (no slot is held: nothing waits on it).
@@ -131,30 +188,44 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn one_source_gets_its_rate_and_its_share_and_no_more() {
+    #[tokio::test]
+    async fn one_source_gets_its_rate_and_its_share_and_no_more() {
         let limits = Limits::new(64, 20);
         let (a, b): (IpAddr, IpAddr) = ("203.0.113.1".parse().unwrap(), "198.51.100.7".parse().unwrap());
         let t = Instant::now();
-        let held: Vec<Slot> = (0..8).map(|_| limits.connection(a, t).unwrap()).collect();
-        assert_eq!(limits.connection(a, t).unwrap_err(), Refusal::Share, "an eighth of the slots at most");
-        assert!(limits.connection(b, t).is_ok(), "another source is still answered");
+        let mut held = Vec::new();
+        for _ in 0..8 {
+            held.push(limits.connection(a, t).await.unwrap());
+        }
+        assert_eq!(limits.connection(a, t).await.unwrap_err(), Refusal::Share, "an eighth of the slots at most");
+        assert!(limits.connection(b, t).await.is_ok(), "another source is still answered");
         drop(held);
         for _ in 0..12 {
-            drop(limits.connection(a, t).unwrap());
+            drop(limits.connection(a, t).await.unwrap());
         }
-        assert_eq!(limits.connection(a, t).unwrap_err(), Refusal::Rate, "20 a minute");
-        assert!(limits.connection(a, t + Duration::from_secs(3)).is_ok(), "one more every 3 s");
+        assert_eq!(limits.connection(a, t).await.unwrap_err(), Refusal::Rate, "20 a minute");
+        assert!(limits.connection(a, t + Duration::from_secs(3)).await.is_ok(), "one more every 3 s");
     }
 
-    #[test]
-    fn the_cap_holds_and_frees() {
-        let limits = Limits::new(4, 100);
-        let ips: Vec<IpAddr> = (1..=5).map(|i| format!("192.0.2.{i}").parse().unwrap()).collect();
+    #[tokio::test]
+    async fn a_newcomer_takes_the_slot_of_the_oldest_stalled_handshake() {
+        let limits = Arc::new(Limits::new(4, 100));
+        let ips: Vec<IpAddr> = (1..=6).map(|i| format!("192.0.2.{i}").parse().unwrap()).collect();
         let t = Instant::now();
-        let held: Vec<Slot> = ips[..4].iter().map(|ip| limits.connection(*ip, t).unwrap()).collect();
-        assert_eq!(limits.connection(ips[4], t).unwrap_err(), Refusal::Busy);
-        drop(held);
-        assert!(limits.connection(ips[4], t).is_ok());
+        let mut held = Vec::new();
+        for ip in &ips[..4] {
+            held.push(limits.connection(*ip, t).await.unwrap());
+        }
+        held[1].progressed(); // a real client past its handshake is never the one evicted
+        let stalled = held.remove(0);
+        let evicted = stalled.evicted();
+        // Its task sees the eviction and ends, freeing the slot.
+        tokio::spawn(async move {
+            evicted.cancelled().await;
+            drop(stalled);
+        });
+        let newcomer = limits.connection(ips[4], t).await;
+        assert!(newcomer.is_ok(), "the oldest stalled handshake gave way");
+        assert!(!held[0].evicted().is_cancelled(), "a connection past its handshake keeps its slot");
     }
 }

@@ -50,9 +50,9 @@ impl Packets {
 }
 
 /// Serves one connection to a minecraft port whose leafs are `on_port`.
-pub async fn exchange(stream: TcpStream, peer: SocketAddr, on_port: &[&LeafConfig], shared: &Shared) {
+pub async fn exchange(stream: TcpStream, peer: SocketAddr, on_port: &[&LeafConfig], shared: &Shared, slot: &super::limits::Slot) {
     let mut packets = Packets { stream, buf: Vec::with_capacity(256) };
-    let outcome = tokio::time::timeout(EXCHANGE_DEADLINE, serve(&mut packets, peer, on_port, shared)).await;
+    let outcome = tokio::time::timeout(EXCHANGE_DEADLINE, serve(&mut packets, peer, on_port, shared, slot)).await;
     match outcome {
         Err(_) => crate::events::responder_refused("deadline"),
         // The client hung up: a normal end after a ping.
@@ -62,9 +62,10 @@ pub async fn exchange(stream: TcpStream, peer: SocketAddr, on_port: &[&LeafConfi
     let _ = packets.stream.shutdown().await;
 }
 
-async fn serve(packets: &mut Packets, peer: SocketAddr, on_port: &[&LeafConfig], shared: &Shared) -> Result<(), Malformed> {
+async fn serve(packets: &mut Packets, peer: SocketAddr, on_port: &[&LeafConfig], shared: &Shared, slot: &super::limits::Slot) -> Result<(), Malformed> {
     let (id, payload) = packets.next().await?;
     let hello = codec::handshake(id, &payload)?;
+    slot.progressed();
     // One leaf on the port answers whatever name the client used (a bare IP, say).
     let leaf = match on_port {
         [only] => Some(*only),

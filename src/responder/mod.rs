@@ -88,7 +88,7 @@ async fn serve_tcp(listener: TcpListener, port: u16, shared: Arc<Shared>, cancel
                 continue;
             }
         };
-        let slot = match shared.limits.connection(peer.ip(), Instant::now()) {
+        let slot = match shared.limits.connection(peer.ip(), Instant::now()).await {
             Ok(slot) => slot,
             Err(why) => {
                 crate::events::responder_refused(why.as_str());
@@ -98,22 +98,24 @@ async fn serve_tcp(listener: TcpListener, port: u16, shared: Arc<Shared>, cancel
         let shared = Arc::clone(&shared);
         let cancel = cancel.clone();
         tokio::spawn(async move {
-            let _slot = slot;
+            let evicted = slot.evicted();
             tokio::select! {
                 () = cancel.cancelled() => {}
-                () = connection(stream, peer, port, &shared) => {}
+                () = evicted.cancelled() => crate::events::responder_refused("evicted"),
+                () = connection(stream, peer, port, &shared, &slot) => {}
             }
         });
     }
 }
 
 /// One TCP connection: a Minecraft exchange, or a tcp leaf's wake-and-close.
-async fn connection(stream: TcpStream, peer: SocketAddr, port: u16, shared: &Shared) {
+async fn connection(stream: TcpStream, peer: SocketAddr, port: u16, shared: &Shared, slot: &limits::Slot) {
     let config = Arc::clone(&shared.links.config.borrow());
     let on_port: Vec<&LeafConfig> = config.leafs.iter().filter(|l| l.responder.as_ref().is_some_and(|r| *r.protocol != Protocol::Udp && r.port() == port)).collect();
     crate::events::responder_connection(if on_port.iter().any(|l| is(l, Protocol::Tcp)) { "tcp" } else { "minecraft" });
     match on_port.as_slice() {
         [leaf] if is(leaf, Protocol::Tcp) => {
+            slot.progressed();
             if allowed(leaf, peer.ip()) {
                 wake(shared, leaf, peer.ip(), "connection");
             }
@@ -121,7 +123,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr, port: u16, shared: &Sha
             let mut stream = stream;
             let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
         }
-        _ => minecraft::exchange(stream, peer, &on_port, shared).await,
+        _ => minecraft::exchange(stream, peer, &on_port, shared, slot).await,
     }
 }
 
