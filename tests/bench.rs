@@ -38,6 +38,8 @@ struct Plan {
     /// (leafs, wakes) of fleets of mixed shapes: a wake run, and in full mode a calls run
     /// with a tenth of them awake.
     mixed_runs: Vec<(usize, usize)>,
+    /// Wakes by a Minecraft login at the responder (0: none).
+    responder_wakes: usize,
 }
 
 impl Plan {
@@ -53,6 +55,10 @@ impl Plan {
         // CM_BENCH_MIXED="1000x12" (leafs x wakes of mixed shapes; empty: none).
         if let Ok(m) = std::env::var("CM_BENCH_MIXED") {
             plan.mixed_runs = m.split(',').filter_map(|r| r.split_once('x')).filter_map(|(n, k)| Some((n.parse().ok()?, k.parse().ok()?))).collect();
+        }
+        // CM_BENCH_RESPONDER="30" (logins at the responder; 0: none).
+        if let Ok(r) = std::env::var("CM_BENCH_RESPONDER") {
+            plan.responder_wakes = r.parse().unwrap_or(0);
         }
         // CM_BENCH_BUSY="0x20,200x20,1000x20" (lines per second x wakes; empty: none).
         if let Ok(b) = std::env::var("CM_BENCH_BUSY") {
@@ -70,9 +76,10 @@ impl Plan {
                 window: Duration::from_secs(60),
                 busy_runs: vec![(0, 30), (200, 30), (1000, 30)],
                 mixed_runs: vec![(1000, 12)],
+                responder_wakes: 30,
             }
         } else {
-            Self { full: false, wake_runs: vec![(1, 3)], call_sizes: vec![10], window: Duration::from_secs(6), busy_runs: vec![(200, 2)], mixed_runs: vec![(8, 4)] }
+            Self { full: false, wake_runs: vec![(1, 3)], call_sizes: vec![10], window: Duration::from_secs(6), busy_runs: vec![(200, 2)], mixed_runs: vec![(8, 4)], responder_wakes: 2 }
         }
     }
 }
@@ -402,6 +409,54 @@ async fn busy_run(world: &World, rate: usize, wakes: usize, full: bool) -> serde
     })
 }
 
+/// The bytes a Minecraft client sends to log in to `address`: handshake, login start.
+fn login_bytes(address: &str) -> Vec<u8> {
+    use container_manager::responder::codec;
+    let mut hello = Vec::new();
+    codec::put_varint(&mut hello, 765);
+    codec::put_varint(&mut hello, i32::try_from(address.len()).unwrap());
+    hello.extend_from_slice(address.as_bytes());
+    hello.extend_from_slice(&25565u16.to_be_bytes());
+    codec::put_varint(&mut hello, 2);
+    let mut bytes = codec::frame(0, &hello);
+    bytes.extend(codec::string_packet(0, "Bench"));
+    bytes
+}
+
+/// One leaf answered by the responder: from a client's login (connect, handshake, login
+/// start) to SetDesiredCapacity at the emulator, the path that skips the query log.
+async fn responder_run(world: &World, wakes: usize) -> serde_json::Value {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fleet = fleet(world, 1, false).await;
+    let port = common::free_port();
+    let path = config(world, &fleet);
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    let _ = write!(text, "[leaf.responder]\nprotocol = \"minecraft\"\nport = {port}\n[daemon.responder]\nlisten = \"127.0.0.1\"\npublic_ip = \"127.0.0.1\"\n");
+    std::fs::write(&path, text).unwrap();
+    let counting = Proxied::start().await;
+    let daemon = counting.daemon(&path, &[]);
+    ready(&daemon, Instant::now()).await;
+    let (asg, domain) = (&fleet.asgs[0], &fleet.domains[0]);
+    let mut wake_ms = Vec::new();
+    for _ in 0..wakes {
+        let t0 = now_ms();
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        stream.write_all(&login_bytes(domain)).await.unwrap();
+        let mut kick = Vec::new();
+        let _ = stream.read_to_end(&mut kick).await;
+        let set = eventually("SetDesiredCapacity at the emulator", Duration::from_secs(60), || async { fleet.wake_call(counting.moto.calls(), 0, t0) }).await;
+        wake_ms.push((set.at_ms - t0) as f64);
+        world.asg.set_desired_capacity().auto_scaling_group_name(asg).desired_capacity(0).send().await.unwrap();
+        eventually("the leaf asleep again", Duration::from_secs(60), || async {
+            let status = daemon.status().await;
+            (status["leafs"][0]["phase"] == "asleep" && status["leafs"][0]["wake_pending"] == false).then_some(())
+        })
+        .await;
+        daemon.passes(1).await;
+    }
+    json!({"wakes": wakes, "wake_latency_ms": stats(wake_ms)})
+}
+
 async fn metric_sum(daemon: &Daemon, name: &str) -> f64 {
     let (_, text) = daemon.get("/metrics").await;
     text.lines().filter(|l| l.starts_with(name)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).fold(0.0, |a, b| a + b)
@@ -446,7 +501,12 @@ async fn benchmark() {
         println!("bench: busy {r}");
         busy.push(r);
     }
-    let mut results = json!({"full": plan.full, "machine": machine(), "wakes": wakes, "calls": calls, "busy": busy});
+    let responder = if plan.responder_wakes > 0 { Some(responder_run(&world, plan.responder_wakes).await) } else { None };
+    if let Some(r) = &responder {
+        println!("bench: responder {r}");
+        assert!(r["wake_latency_ms"]["n"].as_u64() > Some(0), "{r}");
+    }
+    let mut results = json!({"full": plan.full, "machine": machine(), "wakes": wakes, "calls": calls, "busy": busy, "responder": responder});
     if let Some(previous) = std::env::var("CM_BENCH_MERGE").ok().and_then(|p| std::fs::read_to_string(p).ok()).and_then(|t| serde_json::from_str(&t).ok()) {
         merge(&mut results, &previous);
     }
@@ -489,6 +549,9 @@ fn merge(results: &mut serde_json::Value, previous: &serde_json::Value) {
         rows.sort_by_key(|r| keys.iter().map(|k| r[*k].as_u64().map_or_else(|| r[*k].as_str().unwrap_or("asg").to_owned(), |n| format!("{n:012}"))).collect::<Vec<_>>());
         results[section] = serde_json::Value::Array(rows);
     }
+    if results["responder"].is_null() {
+        results["responder"] = previous["responder"].clone();
+    }
     results["full"] = previous["full"].clone();
 }
 
@@ -513,6 +576,15 @@ pub fn markdown(r: &serde_json::Value) -> String {
             w["leafs"], w["shapes"].as_str().unwrap_or("asg"), w["wakes"], l["min"], l["median"], l["p99"], d["min"], d["median"], d["p99"],
             w["ready_ms"].as_f64().unwrap_or(0.0), w["rss_kb_peak"].as_f64().unwrap_or(0.0) / 1024.0, w["cpu_share_of_one_core"].as_f64().unwrap_or(0.0) * 100.0
         );
+    }
+    if let Some(l) = r["responder"]["wake_latency_ms"].as_object() {
+        let _ = writeln!(md, "\n### Latency (ms): a Minecraft login at the responder (connect, handshake, login start) → SetDesiredCapacity at the emulator, beside the DNS path above\n");
+        let _ = writeln!(md, "| path | wakes | min | median | p99 |\n|---|---|---|---|---|");
+        let _ = writeln!(md, "| responder login | {} | {} | {} | {} |", r["responder"]["wakes"], l["min"], l["median"], l["p99"]);
+        if let Some(dns) = r["wakes"].as_array().and_then(|w| w.first()) {
+            let d = &dns["wake_latency_ms"];
+            let _ = writeln!(md, "| DNS query (1 leaf, above) | {} | {} | {} | {} |", dns["wakes"], d["min"], d["median"], d["p99"]);
+        }
     }
     let _ = writeln!(md, "\n### A busy hosted zone: one leaf, unrelated query-log lines from 20 edge streams delivered up to 20 s late; default settings (poll 1 s, FilterLogEvents budget 2.5/s = 150/min)\n");
     let _ = writeln!(md, "| unrelated lines/s | wakes | wake median | wake p99 | FilterLogEvents/min | bytes read/min | CPU (of one core) | RSS quiet | RSS peak | RSS a minute after | lines written | lines swept | found by sweep |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|");
