@@ -90,6 +90,20 @@ pub async fn run(path: PathBuf, config: Config, cancel: CancellationToken) -> Re
     let stall_after = (intervals.0.max(intervals.1) * 3).max(Duration::from_secs(60));
     let status = Arc::new(Status::new(Workers { tail, reconcile, outbox }, stall_after));
 
+    // The responder binds first: a port it cannot have fails the start before any worker runs.
+    let responder = crate::responder::Links {
+        config: config_rx.clone(),
+        store: Arc::clone(&store),
+        status: Arc::clone(&status),
+        reconcile: reconcile_now.clone(),
+        timeline: Arc::clone(&timeline),
+    };
+    let config_now = Arc::clone(&config_rx.borrow());
+    let fds = usize::try_from(nofile.saturating_sub(crate::host::RESERVED_FDS * 2)).unwrap_or(usize::MAX).saturating_sub(http_connections);
+    crate::responder::start(&config_now, responder, fds, &tracker, &cancel)
+        .await
+        .map_err(|source| DaemonError::Io { what: "cannot start the responder".into(), source })?;
+
     let links = tail::Links {
         config: config_rx.clone(),
         logs: aws.logs.clone(),
@@ -113,17 +127,6 @@ pub async fn run(path: PathBuf, config: Config, cancel: CancellationToken) -> Re
         cancel: cancel.clone(),
     };
     tracker.spawn(worker::run(Reconciler::new(shared), intervals.1, reconcile_now.clone(), cancel.clone(), reconcile_status));
-    let responder = crate::responder::Links {
-        config: config_rx.clone(),
-        store: Arc::clone(&store),
-        status: Arc::clone(&status),
-        reconcile: reconcile_now.clone(),
-        timeline: Arc::clone(&timeline),
-    };
-    let config_now = Arc::clone(&config_rx.borrow());
-    crate::responder::start(&config_now, responder, &tracker, &cancel)
-        .await
-        .map_err(|source| DaemonError::Io { what: "cannot start the responder".into(), source })?;
     let http = Arc::new(Http { status: Arc::clone(&status), store: Arc::clone(&store), reconcile: reconcile_now.clone(), token, config: config_rx, timeline: Arc::clone(&timeline) });
     tracker.spawn(http::serve(listener, http, http_connections, cancel.clone()));
     let reload = Reload { path, tx: config_tx, store: Arc::clone(&store), status: Arc::clone(&status), reconcile: reconcile_now, outbox: outbox_now, timeline };
@@ -208,6 +211,9 @@ impl Reload {
             for leaf in old.leafs.iter().filter(|l| !after.contains(l.name().as_str())) {
                 self.left_running(&old, leaf, views.get(leaf.name().as_str()));
             }
+        }
+        if crate::responder::ports(&old) != crate::responder::ports(&new) || old.daemon.responder.as_ref().map(|r| *r.listen) != new.daemon.responder.as_ref().map(|r| *r.listen) {
+            tracing::warn!("the responder's listeners changed: restart the daemon to bind them (a reload moves leafs between the ports already bound)");
         }
         crate::events::config_reloaded(&self.path, new.leafs.len(), &added, &removed, None);
         self.tx.send_replace(Arc::new(new));

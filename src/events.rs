@@ -245,5 +245,5 @@ pub fn responder_malformed(why: &str) {
 /// The responder asked for a leaf to wake.
 pub fn responder_wake(leaf: &str, what: &str, from: &str) {
     count("cm_responder_wakes_total", "Wake requests made by the responder, by leaf", &[("leaf", leaf)], 1);
-    tracing::info!(leaf, from, "responder: a {what} wakes the sleeping leaf");
+    tracing::info!(leaf, from, what, "responder: a client asks the sleeping leaf to wake");
 }

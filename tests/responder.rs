@@ -163,3 +163,23 @@ async fn five_hundred_slow_connections_do_not_keep_a_real_client_out_or_grow_mem
     daemon.quiet().await;
     assert_eq!(world.desired(&leaf).await, 0, "nothing in the flood was a login");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_wake_on_dns_off_a_resolver_wakes_nothing_and_a_login_still_does() {
+    let world = World::new().await;
+    let port = free_port();
+    let mut leaf = world.leaf(LeafOptions { ecs: Ecs::None, prefix: "nodns", ..LeafOptions::default() }).await;
+    leaf.keys = format!("wake_on_dns = false\n[leaf.responder]\nprotocol = \"minecraft\"\nport = {port}\n");
+    let daemon = Daemon::start(&world.config(&[&leaf], RESPONDER));
+    daemon.wait_for_log(&["responder listening"], WAKE).await;
+
+    world.query_now(&leaf).await; // a scanner resolving the name
+    daemon.quiet().await;
+    daemon.passes(2).await; // the tail has read past the query
+    assert_eq!(world.desired(&leaf).await, 0, "a DNS query does not wake it");
+    assert!(status(port, &leaf.domain)["motd"].as_str().unwrap_or_default().contains("asleep"), "and the server list still says asleep");
+
+    let kicked = login(port, &leaf.domain, "Steve");
+    assert!(kicked["kicked"].as_str().unwrap_or_default().contains("starting"), "{kicked}");
+    eventually("woken by the login", WAKE, || async { (world.desired(&leaf).await == 1).then_some(()) }).await;
+}

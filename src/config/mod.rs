@@ -343,6 +343,14 @@ impl Config {
     /// probably not meant (`containerd check` prints them, the daemon logs them).
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
+        for (i, leaf) in self.leafs.iter().enumerate() {
+            if leaf.responder.is_some() && leaf.idle_ip.is_unspecified() {
+                out.push(format!("leaf[{i}].responder: the leaf's record points at 0.0.0.0 while it sleeps, so nobody reaches the responder: set [daemon.responder] public_ip (or the leaf's idle_ip)"));
+            }
+            if !leaf.wake_on_dns && leaf.responder.is_none() {
+                out.push(format!("leaf[{i}].wake_on_dns: false without a [leaf.responder]: only `containerd wake` can wake this leaf"));
+            }
+        }
         if !self.daemon.listen.ip().is_loopback() {
             out.push(format!(
                 "daemon.listen: {} is reachable from other hosts: /status, /metrics and the wake/sleep commands (token-protected) are exposed; use 127.0.0.1 unless a firewall guards it",

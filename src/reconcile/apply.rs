@@ -179,6 +179,8 @@ impl Apply<'_> {
             Action::Wake { req, steps } => {
                 let why = if req.edge == crate::state::OPERATOR {
                     format!("an operator asked at {}", req.query_at)
+                } else if let Some(what) = req.edge.strip_prefix(crate::state::RESPONDER) {
+                    format!("a {what} at the responder at {}", req.query_at)
                 } else {
                     format!("DNS query for {} at {} (edge {})", leaf.domain(), req.query_at, req.edge)
                 };
@@ -187,7 +189,7 @@ impl Apply<'_> {
             }
             Action::DropWake { why, notable, .. } => {
                 if *notable {
-                    tracing::info!(leaf = name, why, "DNS query does not wake the leaf");
+                    tracing::info!(leaf = name, why, "the wake request does not wake the leaf");
                 } else {
                     tracing::debug!(leaf = name, why, "wake request needs no action");
                 }

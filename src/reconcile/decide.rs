@@ -238,10 +238,13 @@ impl Action {
                 }
             }
             Action::Announce(Transition::Started { instance, .. }) => {
-                state.announced = Some(Announced::Up { instance: instance.clone() });
-                if state.woken_by.is_some() {
+                // Only the start that followed a wake of ours measures how long one takes
+                // (not a replaced instance, announced again much later).
+                let first = !matches!(state.announced, Some(Announced::Up { .. }));
+                if first && state.woken_by.is_some() {
                     state.start_ms = state.woke_at.map(|w| now.since(w)).or(state.start_ms);
                 }
+                state.announced = Some(Announced::Up { instance: instance.clone() });
             }
             Action::Announce(Transition::Stopped { .. }) => {
                 state.announced = Some(Announced::Down);

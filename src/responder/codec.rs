@@ -64,9 +64,6 @@ pub type Packet<'a> = (i32, &'a [u8], usize);
 
 /// One whole packet at the start of `buf`, or Ok(None) when more bytes are needed.
 pub fn packet(buf: &[u8]) -> Result<Option<Packet<'_>>, Malformed> {
-    if buf.first() == Some(&0xFE) {
-        return Err(Malformed::Legacy);
-    }
     let Some((len, head)) = varint(buf)? else { return Ok(None) };
     let len = usize::try_from(len).ok().filter(|l| (1..=MAX_PACKET).contains(l)).ok_or(Malformed::Length(i64::from(len)))?;
     let Some(body) = buf.get(head..head + len) else { return Ok(None) };
@@ -100,6 +97,12 @@ impl<'a> Fields<'a> {
         self.0 = &self.0[2..];
         Ok(u16::from_be_bytes([b[0], b[1]]))
     }
+}
+
+/// Whether a connection's first byte is the legacy (pre-1.7) server-list ping's: only
+/// the first byte of a connection means that (a later length byte may well be 0xFE).
+pub fn legacy(first: u8) -> bool {
+    first == 0xFE
 }
 
 /// What the client said in its handshake.
@@ -137,7 +140,12 @@ pub fn login_name(id: i32, payload: &[u8]) -> Result<String, Malformed> {
     if id != 0 {
         return Err(Malformed::Unexpected(id));
     }
-    Ok(Fields(payload).string(16)?.to_owned())
+    let name = Fields(payload).string(16)?;
+    // As the game allows: it goes into alerts and logs, so nothing else gets through.
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err(Malformed::Text);
+    }
+    Ok(name.to_owned())
 }
 
 /// A packet with `id` and `payload`, length-prefixed.
@@ -214,7 +222,12 @@ mod tests {
         let mut huge = Vec::new();
         put_varint(&mut huge, 1_000_000);
         assert_eq!(packet(&huge), Err(Malformed::Length(1_000_000)), "no megabyte is waited for");
-        assert_eq!(packet(&[0xFE, 0x01]), Err(Malformed::Legacy));
+        assert!(legacy(0xFE));
+        let mut long = Vec::new();
+        put_varint(&mut long, 254);
+        assert_eq!(long[0], 0xFE, "a later packet of 254 bytes starts like a legacy ping");
+        assert_eq!(packet(&long), Ok(None), "and is read as a length");
+        assert_eq!(login_name(0, &string_packet(0, "Alex\n[ERROR] forged")[2..]), Err(Malformed::Text), "no control characters reach alerts");
         let long = "a".repeat(300);
         let bytes = handshake_bytes(&long, 1);
         let (id, payload, _) = packet(&bytes).unwrap().unwrap();

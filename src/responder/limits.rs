@@ -16,6 +16,11 @@ use tokio_util::sync::CancellationToken;
 /// How long a newcomer waits for the slot of the connection it evicted.
 const EVICTION_WAIT: Duration = Duration::from_millis(500);
 
+/// A connection past its handshake may still be evicted once it has held its slot this
+/// long (a real exchange takes milliseconds; a stall after the handshake holds a slot for
+/// the whole exchange deadline otherwise).
+const HELD_LONG: Duration = Duration::from_secs(1);
+
 /// Sources remembered at most; past it, idle ones are forgotten first.
 const MAX_SOURCES: usize = 65_536;
 
@@ -48,8 +53,16 @@ struct Source {
     open: usize,
 }
 
-/// Connections still in their handshake, oldest first: the ones a newcomer may evict.
-type Handshaking = Arc<Mutex<BTreeMap<u64, CancellationToken>>>;
+/// A held connection, as eviction sees it.
+#[derive(Debug)]
+struct Held {
+    token: CancellationToken,
+    since: Instant,
+    handshaking: bool,
+}
+
+/// Every held connection, oldest first: the ones a newcomer may evict.
+type Handshaking = Arc<Mutex<BTreeMap<u64, Held>>>;
 
 /// The limits, shared by every listener.
 #[derive(Debug)]
@@ -82,16 +95,35 @@ impl Slot {
 
     /// The handshake is done: the connection is no longer the first to be evicted.
     pub fn progressed(&self) {
-        if let Ok(mut h) = self.handshaking.lock() {
-            h.remove(&self.id);
+        if let Ok(mut h) = self.handshaking.lock()
+            && let Some(held) = h.get_mut(&self.id)
+        {
+            held.handshaking = false;
         }
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.progressed();
+        if let Ok(mut h) = self.handshaking.lock() {
+            h.remove(&self.id);
+        }
         release(&self.sources, self.ip);
+    }
+}
+
+/// The address a source is counted by: an IPv6 host owns a whole /64, so that is one
+/// source; an IPv4 client on a dual-stack socket is its IPv4 address.
+fn source_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or_else(
+            || {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            },
+            IpAddr::V4,
+        ),
+        v4 @ IpAddr::V4(_) => v4,
     }
 }
 
@@ -121,13 +153,14 @@ impl Limits {
     /// With every slot held, the oldest connection still in its handshake is evicted and
     /// its slot awaited briefly.
     pub async fn connection(&self, ip: IpAddr, now: Instant) -> Result<Slot, Refusal> {
+        let ip = source_key(ip);
         self.take(ip, now, true)?;
         let permit = if let Ok(p) = Arc::clone(&self.slots).try_acquire_owned() { Ok(p) } else { self.evict_for_one().await };
         let permit = permit.inspect_err(|_| release(&self.sources, ip))?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let evicted = CancellationToken::new();
         if let Ok(mut h) = self.handshaking.lock() {
-            h.insert(id, evicted.clone());
+            h.insert(id, Held { token: evicted.clone(), since: now, handshaking: true });
         }
         Ok(Slot { _permit: permit, ip, id, evicted, sources: Arc::clone(&self.sources), handshaking: Arc::clone(&self.handshaking) })
     }
@@ -135,28 +168,30 @@ impl Limits {
     /// Every slot is held: evicts the oldest connection still in its handshake and waits
     /// briefly for its slot.
     async fn evict_for_one(&self) -> Result<OwnedSemaphorePermit, Refusal> {
-        let oldest = self.handshaking.lock().ok().and_then(|mut h| h.pop_first());
-        let (_, token) = oldest.ok_or(Refusal::Busy)?;
-        token.cancel();
+        let victim = self.handshaking.lock().ok().and_then(|mut h| {
+            let now = Instant::now();
+            let id = h.iter().find(|(_, c)| c.handshaking).or_else(|| h.iter().find(|(_, c)| now.saturating_duration_since(c.since) >= HELD_LONG)).map(|(id, _)| *id)?;
+            h.remove(&id)
+        });
+        victim.ok_or(Refusal::Busy)?.token.cancel();
         match tokio::time::timeout(EVICTION_WAIT, Arc::clone(&self.slots).acquire_owned()).await {
             Ok(Ok(p)) => Ok(p),
             _ => Err(Refusal::Busy),
         }
     }
 
-    /// Admits one datagram from `ip` (no slot is held: nothing waits on it).
+    /// Admits one datagram from `ip` (no slot is held: nothing waits on it). Datagrams
+    /// have limits of their own: a spoofed source must not cost a real player anything.
     pub fn datagram(&self, ip: IpAddr, now: Instant) -> Result<(), Refusal> {
-        self.take(ip, now, false)
+        self.take(source_key(ip), now, false)
     }
 
     fn take(&self, ip: IpAddr, now: Instant, holds: bool) -> Result<(), Refusal> {
         let mut sources = self.sources.lock().map_err(|_| Refusal::Busy)?;
         if sources.len() >= MAX_SOURCES && !sources.contains_key(&ip) {
-            let per_minute = self.per_minute;
-            sources.retain(|_, s| s.open > 0 || refill(s, now, per_minute) < per_minute);
-            if sources.len() >= MAX_SOURCES {
-                return Err(Refusal::Busy);
-            }
+            // Full (many sources, spoofed perhaps): forget every source that holds
+            // nothing. Their rates start afresh; a newcomer is never refused for it.
+            sources.retain(|_, s| s.open > 0);
         }
         let source = sources.entry(ip).or_insert(Source { tokens: self.per_minute, refilled: now, open: 0 });
         refill(source, now, self.per_minute);
@@ -205,6 +240,19 @@ mod tests {
         }
         assert_eq!(limits.connection(a, t).await.unwrap_err(), Refusal::Rate, "20 a minute");
         assert!(limits.connection(a, t + Duration::from_secs(3)).await.is_ok(), "one more every 3 s");
+    }
+
+    #[tokio::test]
+    async fn an_ipv6_host_is_one_source_per_64() {
+        let limits = Limits::new(64, 20);
+        let t = Instant::now();
+        let mut held = Vec::new();
+        for i in 1..=8u16 {
+            let ip = IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 1, 2, i, i, i, i));
+            held.push(limits.connection(ip, t).await.unwrap());
+        }
+        let ninth: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        assert_eq!(limits.connection(ninth, t).await.unwrap_err(), Refusal::Share, "a /64 is one source");
     }
 
     #[tokio::test]

@@ -63,6 +63,13 @@ pub async fn exchange(stream: TcpStream, peer: SocketAddr, on_port: &[&LeafConfi
 }
 
 async fn serve(packets: &mut Packets, peer: SocketAddr, on_port: &[&LeafConfig], shared: &Shared, slot: &super::limits::Slot) -> Result<(), Malformed> {
+    let mut first = [0u8; 1];
+    if packets.stream.peek(&mut first).await.map_err(|_| Malformed::Truncated)? == 0 {
+        return Err(Malformed::Truncated);
+    }
+    if codec::legacy(first[0]) {
+        return Err(Malformed::Legacy);
+    }
     let (id, payload) = packets.next().await?;
     let hello = codec::handshake(id, &payload)?;
     slot.progressed();
@@ -143,12 +150,20 @@ fn state(leaf: &LeafConfig, shared: &Shared) -> State {
     if asleep { State::Asleep } else { State::Starting(estimate(leaf, shared)) }
 }
 
+/// A start estimate is never longer than this (a bad measurement must not tell players
+/// to come back tomorrow).
+const MAX_START_S: i64 = 600;
+
 /// Seconds until the leaf should be up: its last start's duration (or a minute), less
-/// what has passed since this wake; never less than 10.
+/// what has passed since the wake under way (none when it is still to come); never less
+/// than 10.
 fn estimate(leaf: &LeafConfig, shared: &Shared) -> i64 {
     let now = shared.links.timeline.now();
-    let (took, woke) = shared.links.store.read(|s| s.leafs.get(leaf.name().as_str()).map(|l| (l.start_ms, l.woke_at)).unwrap_or_default());
-    let took_s = took.map_or(DEFAULT_START_S, |ms| ms / 1000);
-    let passed_s = woke.map_or(0, |w| now.since(w) / 1000);
+    let (took, woke, slept) = shared.links.store.read(|s| {
+        s.leafs.get(leaf.name().as_str()).map(|l| (l.start_ms, l.woke_at, l.slept.as_ref().map(|x| x.at))).unwrap_or_default()
+    });
+    let took_s = took.map_or(DEFAULT_START_S, |ms| ms / 1000).clamp(10, MAX_START_S);
+    let under_way = woke.filter(|w| slept.is_none_or(|s| *w > s));
+    let passed_s = under_way.map_or(0, |w| now.since(w) / 1000);
     (took_s - passed_s).max(10)
 }

@@ -47,16 +47,31 @@ pub struct Links {
 
 struct Shared {
     links: Links,
+    /// Connections' limits.
     limits: Limits,
+    /// Datagrams' limits, apart: a spoofed source must cost connections nothing.
+    datagrams: Limits,
+    /// When each leaf was last asked to wake by the responder.
+    asked: std::sync::Mutex<std::collections::HashMap<String, Instant>>,
 }
+
+/// A leaf is asked to wake by the responder at most this often: each request makes a
+/// reconcile pass (AWS calls, a state save), and the internet must not drive those.
+const ASK_EVERY: Duration = Duration::from_secs(5);
 
 /// Binds a listener for every port the leafs' responders name and serves them until
 /// `cancel`. A port that cannot be bound fails the start (the operator must know).
 /// Ports added by a reload need a restart; leafs moved between existing ports follow.
-pub async fn start(config: &Config, links: Links, tracker: &TaskTracker, cancel: &CancellationToken) -> std::io::Result<usize> {
+pub async fn start(config: &Config, links: Links, fds: usize, tracker: &TaskTracker, cancel: &CancellationToken) -> std::io::Result<usize> {
     let Some(rc) = &config.daemon.responder else { return Ok(0) };
-    let shared = Arc::new(Shared { links, limits: Limits::new(rc.max_connections(), rc.per_source_per_minute()) });
-    let ports: BTreeSet<(bool, u16)> = config.leafs.iter().filter_map(|l| l.responder.as_ref()).map(|r| (*r.protocol == Protocol::Udp, r.port())).collect();
+    let max = rc.max_connections().min(fds.max(16));
+    if max < rc.max_connections() {
+        tracing::warn!(max_connections = rc.max_connections(), used = max, "the open-file limit holds fewer responder connections than max_connections: raise LimitNOFILE");
+    }
+    let limits = Limits::new(max, rc.per_source_per_minute());
+    let datagrams = Limits::new(1, rc.per_source_per_minute());
+    let shared = Arc::new(Shared { links, limits, datagrams, asked: std::sync::Mutex::default() });
+    let ports = ports(config);
     for &(udp, port) in &ports {
         let at = SocketAddr::new(*rc.listen, port);
         if udp {
@@ -69,6 +84,11 @@ pub async fn start(config: &Config, links: Links, tracker: &TaskTracker, cancel:
         tracing::info!(%at, protocol = if udp { "udp" } else { "tcp" }, "responder listening");
     }
     Ok(ports.len())
+}
+
+/// The (udp, port) pairs the leafs' responders use.
+pub fn ports(config: &Config) -> BTreeSet<(bool, u16)> {
+    config.leafs.iter().filter_map(|l| l.responder.as_ref()).map(|r| (*r.protocol == Protocol::Udp, r.port())).collect()
 }
 
 /// Accepts connections on one TCP port; each is handled on its own task, holding a slot.
@@ -119,9 +139,13 @@ async fn connection(stream: TcpStream, peer: SocketAddr, port: u16, shared: &Sha
             if allowed(leaf, peer.ip()) {
                 wake(shared, leaf, peer.ip(), "connection");
             }
-            // Closed politely: the client sees the connection end, not a reset.
+            // Closed politely: what the client sent is read (briefly) so that the close
+            // is a FIN, not a reset.
             let mut stream = stream;
             let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
+            let mut sink = [0u8; 512];
+            let drain = async { while matches!(tokio::io::AsyncReadExt::read(&mut stream, &mut sink).await, Ok(n) if n > 0) {} };
+            let _ = tokio::time::timeout(Duration::from_millis(200), drain).await;
         }
         _ => minecraft::exchange(stream, peer, &on_port, shared, slot).await,
     }
@@ -137,7 +161,7 @@ async fn serve_udp(socket: UdpSocket, port: u16, shared: Arc<Shared>, cancel: Ca
         };
         let Ok((_, peer)) = received else { continue };
         crate::events::responder_connection("udp");
-        if let Err(why) = shared.limits.datagram(peer.ip(), Instant::now()) {
+        if let Err(why) = shared.datagrams.datagram(peer.ip(), Instant::now()) {
             crate::events::responder_refused(why.as_str());
             continue;
         }
@@ -169,9 +193,17 @@ fn allowed(leaf: &LeafConfig, ip: IpAddr) -> bool {
 /// players reach the leaf itself.
 fn wake(shared: &Shared, leaf: &LeafConfig, from: IpAddr, what: &str) {
     let name = leaf.name().as_str();
-    let phase = shared.links.status.leaf(name).map(|v| v.phase);
-    if matches!(phase.as_deref(), Some("up" | "waking")) {
-        return;
+    let view = shared.links.status.leaf(name);
+    if view.as_ref().is_some_and(|v| matches!(v.phase.as_str(), "up" | "waking") || v.wake_pending || v.quarantined_until.is_some()) {
+        return; // nothing to ask for: it runs, a wake is pending, or it rests
+    }
+    {
+        let Ok(mut asked) = shared.asked.lock() else { return };
+        let now = Instant::now();
+        if asked.get(name).is_some_and(|at| now.saturating_duration_since(*at) < ASK_EVERY) {
+            return;
+        }
+        asked.insert(name.to_owned(), now);
     }
     let now = shared.links.timeline.now();
     let edge = format!("{}{what} from {from}", crate::state::RESPONDER);

@@ -123,7 +123,9 @@ impl Tail {
     /// they have seen, so a reload neither loses nor repeats events.
     fn follow(&mut self, config: &Config) {
         let mut by_group: HashMap<String, HashMap<String, String>> = HashMap::new();
-        for leaf in &config.leafs {
+        // A leaf with `wake_on_dns = false` is not looked for at all: its queries neither
+        // wake it nor count as activity (scanners resolving the name must not keep it up).
+        for leaf in config.leafs.iter().filter(|l| l.wake_on_dns) {
             by_group.entry(leaf.log_group(&config.daemon).to_string()).or_default().insert(leaf.domain().to_string(), leaf.name().to_string());
         }
         let mut old: HashMap<String, Group> = self.groups.drain(..).map(|g| (g.tail.group.clone(), g)).collect();

@@ -226,3 +226,18 @@ fn a_daemon_service_without_an_asg_is_not_woken_with_nothing() {
     let plan = decide(&leaf, &seen(&none, daemon, vec![], &["0.0.0.0"]), &state, Timestamp(10));
     assert!(matches!(&plan.actions[0], Action::DropWake { why, notable: true, .. } if why.contains("DAEMON")), "{plan:?}");
 }
+
+#[test]
+fn with_wake_on_dns_off_only_the_responder_or_an_operator_wakes() {
+    let leaf = fargate("wake_on_dns = false");
+    let none = HashMap::new();
+    let asleep = || seen(&none, service(0, None), vec![], &["0.0.0.0"]);
+    let mut state = down();
+    state.request_wake(Timestamp(5), "FRA6");
+    let plan = decide(&leaf, &asleep(), &state, Timestamp(10));
+    assert!(matches!(&plan.actions[..], [Action::DropWake { .. }]), "a resolver is not a player: {plan:?}");
+    let mut state = down();
+    state.request_wake(Timestamp(5), &format!("{}login of Alex from 203.0.113.9", crate::state::RESPONDER));
+    let plan = decide(&leaf, &asleep(), &state, Timestamp(10));
+    assert!(matches!(plan.actions.first(), Some(Action::Wake { .. })), "a login is: {plan:?}");
+}
