@@ -38,20 +38,10 @@ _mcc_hash12() {  # FILES... -> first 12 hex chars of sha256 over their contents
     printf '%s\n' "${sum:0:12}"
 }
 
-# Same search as tests/emulators/emulators.sh: each candidate is actually run,
-# since a pyenv shim for python3.13 may be on PATH without 3.13 being selected.
-_mcc_find_python313() {
-    local c
-    for c in "${CM_PYTHON313:-}" "$(command -v python3.13 2>/dev/null || true)" \
-             "$HOME"/.pyenv/versions/3.13*/bin/python3.13; do
-        [[ -n $c && -x $c ]] || continue
-        if "$c" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' >/dev/null 2>&1; then
-            printf '%s\n' "$c"
-            return 0
-        fi
-    done
-    return 1
-}
+# The interpreter search is the emulators' (each candidate is actually run, since a pyenv
+# shim for python3.13 may be on PATH without 3.13 being selected).
+# shellcheck source=tests/emulators/emulators.sh
+source "$_MCC_HERE/../emulators/emulators.sh" || return 1 2>/dev/null || exit 1
 
 _mcc_find_node() {
     local c
@@ -82,7 +72,7 @@ mc_clients_install() {
         return 1
     fi
     if ! _mcc_ok "$dir"; then
-        if ! py=$(_mcc_find_python313); then
+        if ! py=$(_emu_find_python313); then
             _mcc_log "mcstatus needs Python 3.13 and none was found (checked CM_PYTHON313,"
             _mcc_log "python3.13 on PATH, ~/.pyenv/versions/3.13*). Install it (pyenv install 3.13.0,"
             _mcc_log "or apt-get install python3.13 python3.13-venv) and rerun."

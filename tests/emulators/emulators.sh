@@ -26,7 +26,7 @@ _EMU_HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 _EMU_LOCALSTACK_REQ="$_EMU_HERE/requirements-localstack.txt"
 _EMU_MOTO_REQ="$_EMU_HERE/requirements-moto.txt"
 _EMU_LOCALSTACK_SERVICES="route53,logs,cloudwatch,sns,sqs"
-_EMU_RUN_DIR=""   # set by emulators_start, cleared by emulators_stop
+_EMU_RUN_DIR="${_EMU_RUN_DIR:-}"   # set by emulators_start, cleared by emulators_stop (kept if sourced again)
 
 _emu_log() { printf 'emulators: %s\n' "$*" >&2; }
 
