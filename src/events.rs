@@ -247,3 +247,8 @@ pub fn responder_wake(leaf: &str, what: &str, from: &str) {
     count("cm_responder_wakes_total", "Wake requests made by the responder, by leaf", &[("leaf", leaf)], 1);
     tracing::info!(leaf, from, what, "responder: a client asks the sleeping leaf to wake");
 }
+
+/// Time a leaf was up, counted pass by pass.
+pub fn leaf_up(leaf: &str, ms: i64) {
+    count("cm_leaf_up_seconds_total", "Seconds each leaf has served (counted while up)", &[("leaf", leaf)], u64::try_from(ms / 1000).unwrap_or(0));
+}

@@ -114,6 +114,10 @@ impl Http {
     async fn handle(&self, req: &Request<Incoming>) -> Reply {
         let path = req.uri().path();
         match (req.method(), path) {
+            (&Method::GET, "/") => {
+                let leafs: Vec<crate::status::LeafView> = self.status.leafs().into_values().collect();
+                reply(StatusCode::OK, "text/html; charset=utf-8", crate::page::render(&leafs, self.timeline.now()))
+            }
             (&Method::GET, "/metrics") => reply(StatusCode::OK, "text/plain; version=0.0.4", crate::metrics::render()),
             (&Method::GET, "/healthz") => match self.status.unhealthy() {
                 None => reply(StatusCode::OK, "text/plain", "ok\n"),

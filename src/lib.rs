@@ -18,7 +18,8 @@
 //! - [`worker`]: the generic periodic driver every loop runs under.
 //! - [`leaf`], [`clock`]: domain types and time as data.
 //! - [`events`], [`metrics`]: one function per event, logging and counting together.
-//! - [`status`], [`http`]: `/status`, `/metrics`, `/healthz` and operator commands.
+//! - [`status`], [`http`]: `/status`, `/metrics`, `/healthz` and operator commands;
+//!   [`page`]: the status page at `/`.
 //! - [`responder`]: answers for sleeping leafs (Minecraft server list and login, tcp,
 //!   udp) and turns a real login into a wake request.
 //! - [`control`]: the control token and the CLI's client; [`notify`]: systemd;
@@ -42,6 +43,7 @@ pub mod iam;
 pub mod leaf;
 pub mod metrics;
 pub mod notify;
+pub mod page;
 pub mod problems;
 pub mod reconcile;
 pub mod responder;

@@ -38,6 +38,14 @@ pub struct LeafView {
     pub scaling: Option<ScalingView>,
     /// Healthy targets in its target groups, while its start waits for them.
     pub healthy_targets: Option<usize>,
+    /// Since when it has been up (the wake or launch) or asleep (the stop).
+    pub since: Option<Timestamp>,
+    /// The watchdog's judged periods, oldest first (the status page draws them).
+    pub periods: Vec<crate::watchdog::Period>,
+    /// When it goes to sleep if its traffic stays under the threshold from now on.
+    pub sleeps_at: Option<Timestamp>,
+    /// Hours up this calendar month (UTC).
+    pub up_hours_month: f64,
     /// A DNS query is waiting to wake it.
     pub wake_pending: bool,
     /// DNS queries do not wake it until then (crash loop).

@@ -65,6 +65,16 @@ pub fn as_period_bytes(query: &SumQuery, values: BTreeMap<i64, f64>) -> BTreeMap
     values.into_iter().map(|(t, v)| (t, v * secs)).collect()
 }
 
+/// When a leaf judged `e` sleeps if from now on every period stays at or under the
+/// threshold: the idle periods it still lacks, plus the periods CloudWatch delivers late.
+pub fn sleeps_at(wd: &WatchdogConfig, e: &Evaluation, now: Timestamp) -> Option<Timestamp> {
+    let period = wd.period.as_millis().max(1);
+    let needed = (wd.idle_after.as_millis() + period - 1) / period;
+    let streak = i64::try_from(e.idle_streak).unwrap_or(0);
+    let missing = (needed - streak).max(0);
+    Some(now.plus_ms(missing.saturating_add(GRACE_PERIODS).saturating_mul(period)))
+}
+
 /// Period sums read from CloudWatch, by period start (epoch ms).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Traffic {

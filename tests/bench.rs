@@ -409,19 +409,6 @@ async fn busy_run(world: &World, rate: usize, wakes: usize, full: bool) -> serde
     })
 }
 
-/// The bytes a Minecraft client sends to log in to `address`: handshake, login start.
-fn login_bytes(address: &str) -> Vec<u8> {
-    use container_manager::responder::codec;
-    let mut hello = Vec::new();
-    codec::put_varint(&mut hello, 765);
-    codec::put_varint(&mut hello, i32::try_from(address.len()).unwrap());
-    hello.extend_from_slice(address.as_bytes());
-    hello.extend_from_slice(&25565u16.to_be_bytes());
-    codec::put_varint(&mut hello, 2);
-    let mut bytes = codec::frame(0, &hello);
-    bytes.extend(codec::string_packet(0, "Bench"));
-    bytes
-}
 
 /// One leaf answered by the responder: from a client's login (connect, handshake, login
 /// start) to SetDesiredCapacity at the emulator, the path that skips the query log.
@@ -441,7 +428,7 @@ async fn responder_run(world: &World, wakes: usize) -> serde_json::Value {
     for _ in 0..wakes {
         let t0 = now_ms();
         let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        stream.write_all(&login_bytes(domain)).await.unwrap();
+        stream.write_all(&common::login_bytes(domain, "Bench")).await.unwrap();
         let mut kick = Vec::new();
         let _ = stream.read_to_end(&mut kick).await;
         let set = eventually("SetDesiredCapacity at the emulator", Duration::from_secs(60), || async { fleet.wake_call(counting.moto.calls(), 0, t0) }).await;

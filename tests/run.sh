@@ -22,6 +22,20 @@ echo "== install the pinned Minecraft clients (mcstatus, minecraft-protocol)"
 # shellcheck source=tests/clients/install.sh
 source "$(dirname "$0")/clients/install.sh"
 
+echo "== install headless Chromium from the distribution (the status page test)"
+# Pinned where the archive still has the version; a machine without apt or root runs the
+# page test without the browser and lists it under SKIPPED.
+if ! command -v chromium-headless-shell >/dev/null 2>&1; then
+    if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        apt_install() { timeout 600 apt-get install -y -q --no-install-recommends "$@" >/dev/null 2>&1; }
+        apt_install chromium-headless-shell=148.0.7778.167-1~deb12u1 ||
+            { timeout 300 apt-get update -q >/dev/null 2>&1; apt_install chromium-headless-shell; } ||
+            echo "run.sh: could not install chromium-headless-shell: the browser part of tests/page.rs is SKIPPED" >&2
+    else
+        echo "run.sh: chromium-headless-shell missing and no root/apt to install it: the browser part of tests/page.rs is SKIPPED" >&2
+    fi
+fi
+
 trap emulators_stop EXIT
 echo "== start emulators"
 emulators_start

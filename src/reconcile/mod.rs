@@ -53,6 +53,8 @@ pub struct Shared {
 pub struct Reconciler {
     shared: Shared,
     cache: observe::Cache,
+    /// When each leaf's time up was last counted (in memory: a restart counts afresh).
+    counted: std::collections::HashMap<String, crate::clock::Timestamp>,
     /// The config the cache was last trimmed for.
     trimmed_for: Option<Arc<Config>>,
 }
@@ -60,7 +62,7 @@ pub struct Reconciler {
 impl Reconciler {
     /// A reconciler with an empty cache: its first ticks read everything they need.
     pub fn new(shared: Shared) -> Self {
-        Self { shared, cache: observe::Cache::default(), trimmed_for: None }
+        Self { shared, cache: observe::Cache::default(), counted: std::collections::HashMap::new(), trimmed_for: None }
     }
 
     /// After a reload, forgets what it knew of leafs that left the config: their cache
@@ -88,6 +90,26 @@ impl Reconciler {
         for gone in self.shared.store.forget_leafs_except(&keep) {
             crate::metrics::forget("leaf", &gone);
             tracing::info!(leaf = gone, "forgot a leaf that left the config");
+        }
+    }
+}
+
+impl Reconciler {
+    /// Adds the time since the last pass to each serving leaf's month (at most two
+    /// reconcile intervals: a pass that stalled does not count a gap it did not see).
+    fn count_uptime(&mut self, config: &Config, plans: &[(usize, decide::Plan)], now: crate::clock::Timestamp) {
+        let most = config.daemon.reconcile_interval.as_millis() * 2;
+        for (i, plan) in plans {
+            let name = config.leafs[*i].name().as_str();
+            if !matches!(plan.phase, crate::leaf::Phase::Up { .. }) {
+                self.counted.remove(name);
+                continue;
+            }
+            if let Some(last) = self.counted.insert(name.to_owned(), now) {
+                let ms = now.since(last).clamp(0, most);
+                self.shared.store.update(|s| crate::state::Uptime::add(&mut s.leafs.entry(name.to_owned()).or_default().uptime, now, ms));
+                crate::events::leaf_up(name, ms);
+            }
         }
     }
 }
@@ -169,7 +191,21 @@ fn view(leaf: &crate::config::LeafConfig, plan: &decide::Plan, cache: &observe::
         waiting_for: plan.waiting_for.map(str::to_owned),
         observed_at: Some(now),
         problems: memory.problems.values().map(|p| p.text.clone()).collect(),
+        since: match &plan.phase {
+            crate::leaf::Phase::Up { serving } => memory.woke_at.max(serving.iter().filter_map(|u| u.launched_at).min()),
+            crate::leaf::Phase::Asleep => memory.slept.as_ref().map(|s| s.at),
+            _ => None,
+        },
+        periods: plan.evaluation.as_ref().map(|e| e.periods.clone()).unwrap_or_default(),
+        sleeps_at: plan.evaluation.as_ref().and_then(|e| crate::watchdog::sleeps_at(&leaf.watchdog, e, now)),
+        up_hours_month: memory.uptime.as_ref().filter(|u| u.month == now.rfc3339().get(..7).unwrap_or_default()).map_or(0.0, |u| hours(u.up_ms)),
     }
+}
+
+/// Milliseconds as hours, for the page.
+#[allow(clippy::cast_precision_loss, reason = "a month of milliseconds is far below 2^52")]
+fn hours(ms: i64) -> f64 {
+    ms as f64 / 3_600_000.0
 }
 
 /// What scales the leaf besides the daemon, for `/status`: policies found, bounds
@@ -233,6 +269,7 @@ impl Task for Reconciler {
                 (i, plan)
             })
             .collect();
+        self.count_uptime(&config, &plans, now);
         let mut phases: BTreeMap<&'static str, usize> = BTreeMap::new();
         for (_, p) in &plans {
             *phases.entry(p.phase.name()).or_default() += 1;

@@ -125,6 +125,9 @@ pub struct LeafState {
     /// Scaling bounds the daemon parked at 0/0 to put the leaf to sleep, restored on wake.
     #[serde(default, skip_serializing_if = "Parked::is_empty")]
     pub parked: Parked,
+    /// Time up this calendar month (UTC), for the status page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uptime: Option<Uptime>,
     /// How long the last start took, from the wake to "starting" (the responder tells
     /// players when to come back).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -140,6 +143,26 @@ impl Sleep {
     /// decision that takes it.
     pub fn new(cause: SleepCause, detail: String, instance: Option<String>, quarantine_until: Option<Timestamp>) -> Self {
         Self { cause, detail, instance, quarantine_until, park: Parked::default(), decided_at: Timestamp::default() }
+    }
+}
+
+/// Time a leaf was up in one calendar month.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Uptime {
+    /// `2026-11`.
+    pub month: String,
+    /// Milliseconds up in it.
+    pub up_ms: i64,
+}
+
+impl Uptime {
+    /// Adds `ms` up at `now`, starting a new month when `now` is in one.
+    pub fn add(this: &mut Option<Uptime>, now: Timestamp, ms: i64) {
+        let month = now.rfc3339().get(..7).unwrap_or_default().to_owned();
+        match this {
+            Some(u) if u.month == month => u.up_ms += ms,
+            _ => *this = Some(Uptime { month, up_ms: ms }),
+        }
     }
 }
 

@@ -26,6 +26,21 @@ pub const FAST_WATCHDOG: &str = "period = \"5s\"\nidle_after = \"20s\"";
 pub const PERIOD_MS: i64 = 5_000;
 
 
+/// A Minecraft client's first bytes: a handshake for `address` (protocol 765, next
+/// state login), then a login start for `player`.
+pub fn login_bytes(address: &str, player: &str) -> Vec<u8> {
+    use container_manager::responder::codec;
+    let mut hello = Vec::new();
+    codec::put_varint(&mut hello, 765);
+    codec::put_varint(&mut hello, i32::try_from(address.len()).unwrap());
+    hello.extend_from_slice(address.as_bytes());
+    hello.extend_from_slice(&25565u16.to_be_bytes());
+    codec::put_varint(&mut hello, 2);
+    let mut bytes = codec::frame(0, &hello);
+    bytes.extend(codec::string_packet(0, player));
+    bytes
+}
+
 /// A name unique to this test process and call: tests share the emulators.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
