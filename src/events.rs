@@ -94,7 +94,7 @@ pub fn query_seen(leaf: &str, query_at: crate::clock::Timestamp, edge: &str, lag
 }
 
 /// An action was applied (or would have been, in dry run).
-pub fn action(leaf: &str, env: &str, kind: &'static str, what: &str, why: &str, dry_run: bool) {
+pub fn action(leaf: &str, env: Option<&str>, kind: &'static str, what: &str, why: &str, dry_run: bool) {
     count("cm_actions_total", "Actions applied by kind", &[("leaf", leaf), ("kind", kind)], 1);
     if dry_run {
         tracing::info!(leaf, env, action = kind, dry_run, "would {what}: {why}");

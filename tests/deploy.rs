@@ -1,26 +1,16 @@
 //! The systemd unit and the package metadata, checked where the tools exist.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
 const UNIT: &str = "deploy/systemd/container-manager.service";
 
-/// Says that a test could not check anything here, in the output and in the test
-/// command's SKIPPED summary (`CM_SKIPPED_FILE`).
-fn skipped(what: &str) {
-    println!("SKIPPED: {what}");
-    if let Ok(path) = std::env::var("CM_SKIPPED_FILE") {
-        use std::io::Write as _;
-        if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(path) {
-            let _ = writeln!(f, "{what}");
-        }
-    }
-}
-
 fn systemd_analyze() -> Option<&'static str> {
     let ok = Command::new("systemd-analyze").arg("--version").output().is_ok_and(|o| o.status.success());
     if !ok {
-        skipped("deploy::the_unit_verifies_and_its_hardening_scores_ok: systemd-analyze is not installed; the unit file was not verified");
+        common::skipped("deploy::the_unit_verifies_and_its_hardening_scores_ok: systemd-analyze is not installed; the unit file was not verified");
     }
     ok.then_some("systemd-analyze")
 }

@@ -19,14 +19,6 @@ fn chromium() -> Option<String> {
 }
 
 
-fn skipped(why: &str) {
-    if let Ok(path) = std::env::var("CM_SKIPPED_FILE") {
-        use std::io::Write as _;
-        let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
-        let _ = writeln!(f, "page::the_status_page_in_a_browser: {why}");
-    }
-    println!("SKIPPED: {why}");
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_status_page_in_a_browser_and_the_dashboards_queries_against_live_metrics() {
@@ -67,7 +59,7 @@ async fn the_status_page_in_a_browser_and_the_dashboards_queries_against_live_me
     assert!(html.contains(&awake.name) && html.contains(&asleep.name) && html.contains("class=\"threshold\""), "{html}");
 
     match chromium() {
-        None => skipped("no headless Chromium here (tests/run.sh installs chromium-headless-shell)"),
+        None => common::skipped("page::the_status_page_in_a_browser: no headless Chromium here (tests/run.sh installs chromium-headless-shell)"),
         Some(browser) => {
             let url = format!("http://{}/", daemon.http_addr());
             let shot = world.dir.join("status-page.png");

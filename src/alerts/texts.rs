@@ -8,10 +8,11 @@ use crate::config::LeafConfig;
 use crate::leaf::{Sleep, Transition};
 use crate::state::{Alert, Problem, SleepCause, OPERATOR};
 
-/// What wakes the leaf, for sentences: "ASG mc-asg", "ECS service c/web".
+/// What scales the leaf, for sentences: "ASG mc-asg", "ECS service c/web", or both.
 fn capacity(leaf: &LeafConfig) -> String {
     match (leaf.asg(), leaf.ecs()) {
-        (Some(asg), _) => format!("ASG {asg}"),
+        (Some(asg), Some((c, s))) => format!("ASG {asg} and ECS service {c}/{s}"),
+        (Some(asg), None) => format!("ASG {asg}"),
         (None, Some((c, s))) => format!("ECS service {c}/{s}"),
         (None, None) => String::new(),
     }

@@ -87,7 +87,8 @@ impl Apply<'_> {
 
     /// Logs and counts an action and shows it as the leaf's last decision.
     fn act(&self, leaf: &str, kind: &'static str, what: &str, why: &str) {
-        let env = self.config.leafs.iter().find(|l| l.name().as_str() == leaf).map_or("", |l| l.env());
+        // Logged only when set: most leafs have none.
+        let env = self.config.leafs.iter().find(|l| l.name().as_str() == leaf).and_then(|l| l.env.as_ref()).map(crate::config::LeafName::as_str);
         events::action(leaf, env, kind, what, why, self.dry_run());
         self.status.decided(leaf, Decision { at: self.now, what: what.to_owned(), why: why.to_owned() });
     }

@@ -26,6 +26,18 @@ pub const FAST_WATCHDOG: &str = "period = \"5s\"\nidle_after = \"20s\"";
 pub const PERIOD_MS: i64 = 5_000;
 
 
+/// Says that a test (or a part of it) could not run here, for the test command's
+/// SKIPPED summary (`CM_SKIPPED_FILE`).
+pub fn skipped(what: &str) {
+    println!("SKIPPED: {what}");
+    if let Ok(path) = std::env::var("CM_SKIPPED_FILE") {
+        use std::io::Write as _;
+        if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(path) {
+            let _ = writeln!(f, "{what}");
+        }
+    }
+}
+
 /// A Minecraft client's first bytes: a handshake for `address` (protocol 765, next
 /// state login), then a login start for `player`.
 pub fn login_bytes(address: &str, player: &str) -> Vec<u8> {
