@@ -168,17 +168,17 @@ fn conditions(leaf: &crate::config::LeafConfig, cache: &observe::Cache, plan: &d
 fn view(leaf: &crate::config::LeafConfig, plan: &decide::Plan, cache: &observe::Cache, memory: &LeafState, now: crate::clock::Timestamp) -> LeafView {
     let ips = plan.phase.ips();
     let name = leaf.name().as_str();
-    let observed = cache.footprint(leaf).is_some();
+    let footprint = cache.footprint(leaf);
     let missing = if leaf.asg().is_some() { "asg_missing" } else { "service_missing" };
     LeafView {
         name: name.to_owned(),
         env: leaf.env.as_ref().map(ToString::to_string),
         domain: leaf.domain().to_string(),
-        phase: if observed { plan.phase.name().to_owned() } else { missing.to_owned() },
+        phase: if footprint.is_some() { plan.phase.name().to_owned() } else { missing.to_owned() },
         instance: plan.phase.instance().map(str::to_owned),
         ip: plan.phase.newest().and_then(|u| u.ip).map(|ip| ip.to_string()),
         ips: ips.iter().map(ToString::to_string).collect(),
-        desired: cache.footprint(leaf).map(|f| f.wanted),
+        desired: footprint.map(|f| f.wanted),
         scaling: view_scaling(leaf, cache, memory),
         healthy_targets: cache.targets.get(name).map(|c| c.value.healthy),
         wake_pending: memory.wake.is_some(),

@@ -127,21 +127,25 @@ impl Cache {
         self.services.get(leaf.name().as_str()).map_or(ServiceSeen::Unknown, |c| c.value.clone())
     }
 
-    /// Forgets what was read for one leaf.
+    /// Forgets what was read for one leaf (a reload changed its ASG or service).
     pub fn forget_leaf(&mut self, leaf: &str) {
-        let keep: std::collections::BTreeSet<String> = self.groups.keys().chain(self.services.keys()).chain(self.records.keys()).filter(|k| *k != leaf).cloned().collect();
-        self.forget_leafs_except(&keep);
+        self.retain_leafs(|k| k != leaf);
     }
 
     /// Forgets every leaf not in `keep` (a reload removed it).
     pub fn forget_leafs_except(&mut self, keep: &std::collections::BTreeSet<String>) {
-        self.groups.retain(|k, _| keep.contains(k));
-        self.records.retain(|k, _| keep.contains(k));
-        self.services.retain(|k, _| keep.contains(k));
-        self.traffic.retain(|k, _| keep.contains(k));
-        self.stopped.retain(|k, _| keep.contains(k));
-        self.reports.retain(|k, _| keep.contains(k));
-        self.targets.retain(|k, _| keep.contains(k));
+        self.retain_leafs(|k| keep.contains(k));
+    }
+
+    /// Keeps, in every per-leaf map, only the leafs `keep` says yes to.
+    fn retain_leafs(&mut self, keep: impl Fn(&str) -> bool) {
+        self.groups.retain(|k, _| keep(k));
+        self.records.retain(|k, _| keep(k));
+        self.services.retain(|k, _| keep(k));
+        self.traffic.retain(|k, _| keep(k));
+        self.stopped.retain(|k, _| keep(k));
+        self.reports.retain(|k, _| keep(k));
+        self.targets.retain(|k, _| keep(k));
     }
 
     /// Remembers a capacity step AWS has just taken. Without it the cache would still
