@@ -29,7 +29,15 @@ pub enum Command {
     /// Run the daemon (the default).
     Run,
     /// Validate the config file without touching AWS; exit 2 if it is invalid.
-    Check,
+    Check {
+        /// Also read AWS and check every leaf's resources (never changes anything);
+        /// exit 1 when a check fails.
+        #[arg(long)]
+        live: bool,
+    },
+    /// Write config for resources that already exist.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Show the running daemon's leafs (from its /status).
     Status,
     /// Wake a leaf now through the running daemon (also ends a crash-loop quarantine).
@@ -46,6 +54,23 @@ pub enum Command {
     IamPolicy,
 }
 
+/// `containerd config ...`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the config for a deployed leaf stack (deploy/cloudformation/leaf.yaml, or a
+    /// leaf stack of the original CDK project).
+    FromStack {
+        /// The stack's name.
+        stack: String,
+        /// The stack's region (default: AWS_REGION or the profile's).
+        #[arg(long)]
+        region: Option<String>,
+        /// Print only the `[[leaf]]` entry, to append to an existing file.
+        #[arg(long)]
+        leaf_only: bool,
+    },
+}
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -53,6 +78,15 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line, for log shippers.
     Json,
+}
+
+/// `containerd check [--live]`: false when a live check failed.
+pub async fn check(path: &std::path::Path, config: &Config, live: bool) -> bool {
+    for warning in config.warnings() {
+        println!("{}: warning: {warning}", path.display());
+    }
+    println!("{}: OK, {} leafs", path.display(), config.leafs.len());
+    !live || crate::adopt::check_live(config).await
 }
 
 /// `containerd iam-policy`.

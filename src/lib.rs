@@ -27,6 +27,7 @@
 //! - [`iam`]: the least-privilege policy, from the table of every AWS call made.
 //! - [`daemon`], [`cli`], [`shutdown`]: wiring.
 
+pub mod adopt;
 pub mod alerts;
 pub mod aws;
 pub mod backoff;

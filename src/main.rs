@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use container_manager::cli::{self, Cli, Command, LogFormat};
+use container_manager::cli::{self, Cli, Command, ConfigCommand, LogFormat};
 use container_manager::config::Config;
 use container_manager::{daemon, shutdown};
 use tracing_subscriber::EnvFilter;
@@ -18,9 +18,28 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))
+}
+
+/// Exit status of a command that only succeeds or fails.
+fn finish(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("containerd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
+    // Writing a config needs none to exist yet.
+    if let Some(Command::Config(ConfigCommand::FromStack { stack, region, leaf_only })) = &cli.command {
+        return finish(runtime().and_then(|rt| rt.block_on(container_manager::adopt::from_stack(stack, region.as_deref(), *leaf_only))));
+    }
     let config = match Config::load(&cli.config) {
         Ok(c) => c,
         Err(e) => {
@@ -28,34 +47,27 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let runtime = match runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("containerd: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return finish(Err(e)),
     };
     let result = runtime.block_on(async {
         match cli.command.unwrap_or(Command::Run) {
-            Command::Check => {
-                for warning in config.warnings() {
-                    println!("{}: warning: {warning}", cli.config.display());
-                }
-                println!("{}: OK, {} leafs", cli.config.display(), config.leafs.len());
-                Ok(())
-            }
-            Command::IamPolicy => cli::iam_policy(&config),
-            Command::Status => cli::status(&config).await,
-            Command::Wake { leaf } => cli::command(&config, &leaf, "wake").await,
-            Command::Sleep { leaf } => cli::command(&config, &leaf, "sleep").await,
+            Command::Check { live } => Ok((!cli::check(&cli.config, &config, live).await).then(|| ExitCode::from(1))),
+            Command::Config(_) => unreachable!("handled before the config is loaded"),
+            Command::IamPolicy => cli::iam_policy(&config).map(|()| None),
+            Command::Status => cli::status(&config).await.map(|()| None),
+            Command::Wake { leaf } => cli::command(&config, &leaf, "wake").await.map(|()| None),
+            Command::Sleep { leaf } => cli::command(&config, &leaf, "sleep").await.map(|()| None),
             Command::Run => {
                 let cancel = shutdown::on_signals()?;
-                daemon::run(cli.config.clone(), config, cancel).await.map_err(anyhow::Error::from)
+                daemon::run(cli.config.clone(), config, cancel).await.map_err(anyhow::Error::from).map(|()| None)
             }
         }
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(Some(code)) => code,
+        Ok(None) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("containerd: {e:#}");
             // Another daemon holds the state, or the state is from a newer version: the
