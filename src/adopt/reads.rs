@@ -143,7 +143,10 @@ impl Reads {
     /// The log group ARNs the zone's query logging configs write to.
     pub async fn query_logging(&self, zone: &str) -> Result<Vec<String>, AwsError> {
         let out = call("route53", "ListQueryLoggingConfigs", self.route53.list_query_logging_configs().hosted_zone_id(zone).send()).await?;
-        Ok(out.query_logging_configs().iter().map(|c| c.cloud_watch_logs_log_group_arn().to_owned()).collect())
+        // Keep only this zone's: the filter is the request's, and an answer that ignored
+        // it must not lend one zone another's logging.
+        let zone_id = zone.trim_start_matches("/hostedzone/");
+        Ok(out.query_logging_configs().iter().filter(|c| c.hosted_zone_id().trim_start_matches("/hostedzone/") == zone_id).map(|c| c.cloud_watch_logs_log_group_arn().to_owned()).collect())
     }
 
     /// The caller's ARN and account.

@@ -242,12 +242,31 @@ impl World {
         Leaf { name, domain, zone_id, asg, ecs, log_group, topic_arn, keys: String::new(), traffic: TrafficMetric::Instances, queue_url, received: Mutex::new(Vec::new()) }
     }
 
+    /// Turns on the leaf's zone's query logging into its log group, as Route53 needs it
+    /// for queries to reach the daemon at all.
+    pub async fn log_queries(&self, leaf: &Leaf) {
+        self.route53
+            .create_query_logging_config()
+            .hosted_zone_id(&leaf.zone_id)
+            .cloud_watch_logs_log_group_arn(format!("arn:aws:logs:{LOG_REGION}:000000000000:log-group:{}:*", leaf.log_group))
+            .send()
+            .await
+            .expect("create query logging config");
+    }
+
     /// A launch template for the leafs' instances; returns its name.
     pub async fn launch_template(&self, name: &str) -> String {
         self.ec2
             .create_launch_template()
             .launch_template_name(name)
-            .launch_template_data(RequestLaunchTemplateData::builder().image_id("ami-12c6146b").instance_type(aws_sdk_ec2::types::InstanceType::T3Small).build())
+            .launch_template_data(
+                RequestLaunchTemplateData::builder()
+                    .image_id("ami-12c6146b")
+                    .instance_type(aws_sdk_ec2::types::InstanceType::T3Small)
+                    // As the original's template: NetworkIn every minute, not every 5.
+                    .monitoring(aws_sdk_ec2::types::LaunchTemplatesMonitoringRequest::builder().enabled(true).build())
+                    .build(),
+            )
             .send()
             .await
             .expect("create launch template");
