@@ -18,6 +18,9 @@ cargo build --locked --all-targets
 echo "== clippy"
 cargo clippy --locked --all-targets -- -D warnings
 
+echo "== cfn-lint (pinned) on deploy/cloudformation"
+bash "$(dirname "$0")/cfn/lint.sh"
+
 echo "== install the pinned Minecraft clients (mcstatus, minecraft-protocol)"
 # shellcheck source=tests/clients/install.sh
 source "$(dirname "$0")/clients/install.sh"

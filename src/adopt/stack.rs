@@ -192,7 +192,7 @@ pub fn alarms_in(template: &str, into: &mut Watchdog) {
                 into.threshold = number(&props["Threshold"]).or(into.threshold);
                 into.idle_minutes = periods.or(into.idle_minutes);
             }
-            Some("GreaterThanThreshold") => {
+            Some("GreaterThanThreshold" | "GreaterThanOrEqualToThreshold") => {
                 into.left_up_hours = periods.map(|p| (p / 60).max(1)).or(into.left_up_hours);
                 into.left_up_stop = Some(props["AlarmActions"].as_array().is_some_and(|a| a.len() > 1));
             }

@@ -75,6 +75,13 @@ pub struct Leaf {
     received: Mutex<Vec<Alert>>,
 }
 
+impl Leaf {
+    /// A leaf of existing resources; [`World::adopt`] makes its alerts readable.
+    pub fn new(name: String, domain: String, zone_id: String, asg: String, ecs: Option<(String, String)>, log_group: String, topic_arn: String) -> Self {
+        Self { name, domain, zone_id, asg, ecs, log_group, topic_arn, keys: String::new(), traffic: TrafficMetric::Instances, queue_url: String::new(), received: Mutex::new(Vec::new()) }
+    }
+}
+
 /// The metric a leaf's watchdog reads, as the tests feed it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TrafficMetric {
@@ -225,7 +232,17 @@ impl World {
             None => self.log_group().await,
         };
         let topic_arn = self.sns.create_topic().name(format!("{name}-alerts")).send().await.expect("create topic").topic_arn().unwrap().to_owned();
-        let queue_url = self.sqs.create_queue().queue_name(format!("{name}-alerts")).send().await.expect("create queue").queue_url().unwrap().to_owned();
+        self.adopt(Leaf::new(name, domain, zone_id, asg, ecs, log_group, topic_arn)).await
+    }
+
+    /// Takes a leaf whose resources exist already (made by [`World::finish`], or by a
+    /// CloudFormation stack): subscribes a queue to its topic, so the test receives its
+    /// alerts, and gives its query-log group the streams the tests write to.
+    pub async fn adopt(&self, mut leaf: Leaf) -> Leaf {
+        for stream in ["FRA6", "IAD89"] {
+            let _ = self.logs.create_log_stream().log_group_name(&leaf.log_group).log_stream_name(stream).send().await;
+        }
+        let queue_url = self.sqs.create_queue().queue_name(format!("{}-alerts", leaf.name)).send().await.expect("create queue").queue_url().unwrap().to_owned();
         let queue_arn = self
             .sqs
             .get_queue_attributes()
@@ -237,9 +254,19 @@ impl World {
             .attributes()
             .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn).cloned())
             .unwrap();
-        self.sns.subscribe().topic_arn(&topic_arn).protocol("sqs").endpoint(queue_arn).send().await.expect("subscribe");
+        self.sns.subscribe().topic_arn(&leaf.topic_arn).protocol("sqs").endpoint(queue_arn).send().await.expect("subscribe");
+        leaf.queue_url = queue_url;
+        leaf
+    }
 
-        Leaf { name, domain, zone_id, asg, ecs, log_group, topic_arn, keys: String::new(), traffic: TrafficMetric::Instances, queue_url, received: Mutex::new(Vec::new()) }
+    /// The default VPC and its first subnet (moto's maps public IPs on launch).
+    pub async fn default_subnet(&self) -> (String, String) {
+        let vpcs = self.ec2.describe_vpcs().filters(aws_sdk_ec2::types::Filter::builder().name("isDefault").values("true").build()).send().await.expect("describe vpcs");
+        let vpc = vpcs.vpcs()[0].vpc_id().unwrap().to_owned();
+        let subnets = self.ec2.describe_subnets().filters(aws_sdk_ec2::types::Filter::builder().name("vpc-id").values(&vpc).build()).send().await.expect("describe subnets");
+        let mut ids: Vec<(String, String)> = subnets.subnets().iter().map(|s| (s.availability_zone().unwrap_or_default().to_owned(), s.subnet_id().unwrap_or_default().to_owned())).collect();
+        ids.sort();
+        (vpc, ids.remove(0).1)
     }
 
     /// Turns on the leaf's zone's query logging into its log group, as Route53 needs it

@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # AWS emulators for container-manager's tests, run as plain processes on loopback
 # (no Docker on our machines): LocalStack 2026.3.0 for Route53, CloudWatch Logs,
-# CloudWatch, SNS, SQS and moto server 5.2.5 (through moto_main.py, which makes it
+# CloudWatch, SNS, SQS (and its own CloudFormation for those, used by tests/cfn/deploy.py)
+# and moto server 5.2.5 (through moto_main.py, which makes it
 # answer like AWS where tests need it) for AutoScaling, EC2, ECS, EFS, ELBv2,
 # Application Auto Scaling, DynamoDB, IAM, STS, CloudFormation.
 # Why this split: shared/brief/emulators.md.
@@ -25,7 +26,7 @@
 _EMU_HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 _EMU_LOCALSTACK_REQ="$_EMU_HERE/requirements-localstack.txt"
 _EMU_MOTO_REQ="$_EMU_HERE/requirements-moto.txt"
-_EMU_LOCALSTACK_SERVICES="route53,logs,cloudwatch,sns,sqs"
+_EMU_LOCALSTACK_SERVICES="route53,logs,cloudwatch,sns,sqs,cloudformation"
 _EMU_RUN_DIR="${_EMU_RUN_DIR:-}"   # set by emulators_start, cleared by emulators_stop (kept if sourced again)
 
 _emu_log() { printf 'emulators: %s\n' "$*" >&2; }
@@ -259,7 +260,9 @@ print(*(s.getsockname()[1] for s in socks))') || { emulators_stop; return 1; }
     #                        localhost.localstack.cloud needs public DNS
     #  SQS_ENDPOINT_STRATEGY=path  queue URLs http://127.0.0.1:P/queue/<region>/<acct>/<q>
     #                        rather than sqs.<region>.<host>, which would not resolve
-    #  SERVICES, EAGER_SERVICE_LOADING  only our five, loaded at start so a broken one
+    #  SERVICES, EAGER_SERVICE_LOADING  only our five (+ cloudformation, which deploys
+    #                        templates' Route53/SNS/Logs resources onto these five:
+    #                        tests/cfn/deploy.py), loaded at start so a broken one
     #                        fails here and the first test request is not slow
     #  GATEWAY_SERVER=twisted  the default, pinned: localstack_main.py patches it
     #  OVERRIDE_IN_DOCKER=0  this machine has /.dockerenv: LocalStack would think it runs
@@ -368,6 +371,8 @@ print(*(s.getsockname()[1] for s in socks))') || { emulators_stop; return 1; }
     export AWS_ENDPOINT_URL_STS="$moto_url"
     export AWS_ENDPOINT_URL_CLOUDFORMATION="$moto_url"
     export CM_LOCALSTACK_URL="$ls_url" CM_MOTO_URL="$moto_url" CM_EMULATOR_RUN_DIR="$run"
+    # A python with boto3 (and cfn-lint's decoder) for test tools such as tests/cfn/deploy.py.
+    export CM_MOTO_PYTHON="$moto_venv/bin/python"
     return 0
 }
 
@@ -396,7 +401,7 @@ emulators_stop() {
         if pid=$(_emu_pid "$run" "$name"); then groups+=("$pid"); fi
     done
     if ((${#groups[@]})); then _emu_stop_groups "${groups[@]}"; fi
-    unset CM_LOCALSTACK_URL CM_MOTO_URL CM_EMULATOR_RUN_DIR
+    unset CM_LOCALSTACK_URL CM_MOTO_URL CM_EMULATOR_RUN_DIR CM_MOTO_PYTHON
     if [[ ${CM_KEEP_EMULATOR_LOGS:-0} == 1 ]]; then
         _emu_log "logs and data kept in $run"
     elif [[ -f $run/.cm-emulators ]]; then
@@ -426,7 +431,7 @@ if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
             AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2 AWS_ENDPOINT_URL_APPLICATION_AUTO_SCALING \
             AWS_ENDPOINT_URL_DYNAMODB AWS_ENDPOINT_URL_IAM AWS_ENDPOINT_URL_STS \
             AWS_ENDPOINT_URL_CLOUDFORMATION \
-            CM_LOCALSTACK_URL CM_MOTO_URL CM_EMULATOR_RUN_DIR; do
+            CM_LOCALSTACK_URL CM_MOTO_URL CM_EMULATOR_RUN_DIR CM_MOTO_PYTHON; do
             printf 'export %s=%q\n' "$v" "${!v}"
         done
         echo "unset AWS_PROFILE AWS_SESSION_TOKEN AWS_ENDPOINT_URL"
