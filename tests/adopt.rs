@@ -184,4 +184,8 @@ async fn a_leaf_stack_of_the_original_cdk_project_becomes_a_config_that_check_ac
     std::fs::write(&config, &text).unwrap();
     let (code, out, err) = check_live(&config);
     assert_eq!(code, 0, "check accepts it, and so does AWS:\n{out}\n{err}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_containerd")).args(["config", "from-stack", "no-such-stack", "--region", common::world::REGION]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.code() == Some(1) && err.contains("DescribeStacks") && err.contains("no-such-stack"), "a stack that is not there is named: {err}");
 }
