@@ -12,7 +12,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::alerts::{self, outbox::Outbox};
+use crate::aws::dynamodb::TableApi;
 use crate::aws::Aws;
+use crate::ha;
 use crate::clock::Timeline;
 use crate::config::Config;
 use crate::http::{self, Http};
@@ -51,8 +53,7 @@ impl DaemonError {
 pub async fn run(path: PathBuf, config: Config, cancel: CancellationToken) -> Result<(), DaemonError> {
     let notifier = Notifier::from_env();
     let timeline = Arc::new(Timeline::system());
-    let store = Arc::new(StateStore::open(&config.daemon.state_file)?);
-    alerts::recover(&store);
+    let (store, authority, keeper) = open_state(&config).await?;
     let token_path = crate::control::token_path(&config.daemon);
     let token = crate::control::ensure_token(&token_path).map_err(|source| DaemonError::Io { what: format!("control token {}", token_path.display()), source })?;
     let listener = TcpListener::bind(*config.daemon.listen)
@@ -74,6 +75,7 @@ pub async fn run(path: PathBuf, config: Config, cancel: CancellationToken) -> Re
         query_log_region = %config.daemon.query_log_region,
         dry_run = config.daemon.dry_run,
         state_file = %config.daemon.state_file.display(),
+        ha = config.daemon.ha.as_ref().map(|h| h.table.as_str()),
         http = %listening,
         nofile,
         http_connections,
@@ -88,7 +90,7 @@ pub async fn run(path: PathBuf, config: Config, cancel: CancellationToken) -> Re
     let (reconcile_status, reconcile) = watch::channel(WorkerStatus::default());
     let (outbox_status, outbox) = watch::channel(WorkerStatus::default());
     let stall_after = (intervals.0.max(intervals.1) * 3).max(Duration::from_secs(60));
-    let status = Arc::new(Status::new(Workers { tail, reconcile, outbox }, stall_after));
+    let status = Arc::new(Status::new(Workers { tail, reconcile, outbox }, stall_after, Arc::clone(&authority)));
 
     // The responder binds first: a port it cannot have fails the start before any worker runs.
     let responder = crate::responder::Links {
@@ -104,6 +106,8 @@ pub async fn run(path: PathBuf, config: Config, cancel: CancellationToken) -> Re
         .await
         .map_err(|source| DaemonError::Io { what: "cannot start the responder".into(), source })?;
 
+    // Each worker starts afresh with each term of office (`[daemon.ha]`; without it, one
+    // term for the life of the process) and idles between terms.
     let links = tail::Links {
         config: config_rx.clone(),
         logs: aws.logs.clone(),
@@ -113,8 +117,12 @@ pub async fn run(path: PathBuf, config: Config, cancel: CancellationToken) -> Re
         status: Arc::clone(&status),
         timeline: Arc::clone(&timeline),
     };
-    tracker.spawn(worker::run(Tail::new(links), intervals.0, Activator::default(), cancel.clone(), tail_status));
-    let outbox = Outbox::new(Arc::clone(&store), aws.sns.clone(), config_rx.clone(), cancel.clone());
+    let tail = ha::Gated::new("tail", Arc::clone(&authority), move || Tail::new(links.clone()));
+    tracker.spawn(worker::run(tail, intervals.0, Activator::default(), cancel.clone(), tail_status));
+    let (outbox_store, sns, outbox_config, outbox_cancel, outbox_authority) = (Arc::clone(&store), aws.sns.clone(), config_rx.clone(), cancel.clone(), Arc::clone(&authority));
+    let outbox = ha::Gated::new("outbox", Arc::clone(&authority), move || {
+        Outbox::new(Arc::clone(&outbox_store), sns.clone(), outbox_config.clone(), outbox_cancel.clone(), Arc::clone(&outbox_authority))
+    });
     tracker.spawn(worker::run(outbox, intervals.1, outbox_now.clone(), cancel.clone(), outbox_status));
     let shared = Shared {
         config: config_rx.clone(),
@@ -125,8 +133,18 @@ pub async fn run(path: PathBuf, config: Config, cancel: CancellationToken) -> Re
         outbox: outbox_now.clone(),
         timeline: Arc::clone(&timeline),
         cancel: cancel.clone(),
+        authority: Arc::clone(&authority),
     };
-    tracker.spawn(worker::run(Reconciler::new(shared), intervals.1, reconcile_now.clone(), cancel.clone(), reconcile_status));
+    let reconciler = ha::Gated::new("reconcile", Arc::clone(&authority), move || Reconciler::new(shared.clone()));
+    tracker.spawn(worker::run(reconciler, intervals.1, reconcile_now.clone(), cancel.clone(), reconcile_status));
+    let keeper = keeper.map(|mut k| {
+        k.wake = vec![reconcile_now.clone(), outbox_now.clone()];
+        Arc::new(k)
+    });
+    if let Some(k) = &keeper {
+        let (k, cancel) = (Arc::clone(k), cancel.clone());
+        tracker.spawn(async move { k.run(cancel).await });
+    }
     let http = Arc::new(Http { status: Arc::clone(&status), store: Arc::clone(&store), reconcile: reconcile_now.clone(), token, config: config_rx, timeline: Arc::clone(&timeline) });
     tracker.spawn(http::serve(listener, http, http_connections, cancel.clone()));
     let reload = Reload { path, tx: config_tx, store: Arc::clone(&store), status: Arc::clone(&status), reconcile: reconcile_now, outbox: outbox_now, timeline };
@@ -135,13 +153,23 @@ pub async fn run(path: PathBuf, config: Config, cancel: CancellationToken) -> Re
     tracker.close();
 
     cancel.cancelled().await;
-    // Every worker finishes the call it is in (each has a timeout) and stops; the outbox
-    // stops between deliveries. Past the deadline whatever still runs is abandoned: the
-    // state is saved anyway, and what was queued goes out after the next start.
+    shut_down(&tracker, &store, &authority, keeper.as_deref()).await
+}
+
+/// Every worker finishes the call it is in (each has a timeout) and stops; the outbox
+/// stops between deliveries. Past the deadline whatever still runs is abandoned: the
+/// state is saved anyway, and what was queued goes out after the next start. A holder
+/// then gives its lease back, so the standby takes over at its next look.
+async fn shut_down(tracker: &TaskTracker, store: &StateStore, authority: &ha::Authority, keeper: Option<&ha::Keeper>) -> Result<(), DaemonError> {
     if tokio::time::timeout(SHUTDOWN_DEADLINE, tracker.wait()).await.is_err() {
         tracing::warn!(deadline_s = SHUTDOWN_DEADLINE.as_secs(), "workers did not stop in time; saving the state without them");
     }
-    store.save().await?;
+    if authority.check().is_ok() || keeper.is_none() {
+        store.save().await?;
+    }
+    if let Some(k) = keeper {
+        k.release().await;
+    }
     tracing::info!(queued_alerts = store.read(|s| s.outbox.len()), "stopped; state saved");
     Ok(())
 }
@@ -149,6 +177,27 @@ pub async fn run(path: PathBuf, config: Config, cancel: CancellationToken) -> Re
 /// How long a SIGTERM waits for the workers, well inside the unit's `TimeoutStopSec`
 /// (30 s) so that the state is always saved before systemd would kill the process.
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(20);
+
+/// The state store and who may act: the state file, always acting; or with
+/// `[daemon.ha]` the shared table, acting only while holding its lease.
+async fn open_state(config: &Config) -> Result<(Arc<StateStore>, Arc<ha::Authority>, Option<ha::Keeper>), DaemonError> {
+    let Some(ha_config) = &config.daemon.ha else {
+        let store = Arc::new(StateStore::open(&config.daemon.state_file)?);
+        alerts::recover(&store);
+        return Ok((store, ha::Authority::sole(), None));
+    };
+    let me = ha::me();
+    let name = ha_config.lease_name(config.daemon.region.as_str()).to_owned();
+    let table = TableApi::new(&crate::aws::sdk_config(config.daemon.region.as_str()).await, ha_config.table.as_str());
+    let store = Arc::new(StateStore::open_shared(&config.daemon.state_file, table.clone(), &name, &me)?);
+    let authority = ha::Authority::standby(me.clone());
+    let timing = ha::lease::Timing::new(ha_config.ttl.0);
+    let poll_ms = i64::try_from(config.daemon.poll_interval.0.as_millis()).unwrap_or(1_000);
+    tracing::info!(table = ha_config.table.as_str(), lease = %name, me, ttl_ms = timing.ttl_ms, "standing by until this daemon holds the lease");
+    let keeper = ha::Keeper { table, name, me, timing, look_every_ms: timing.look_every_ms(poll_ms), authority: Arc::clone(&authority), store: Arc::clone(&store), wake: Vec::new() };
+    Ok((store, authority, Some(keeper)))
+}
+
 
 /// What a SIGHUP needs: the file, the channel that hands the new config to the workers,
 /// and the state and status to tell which removed leafs are still running.

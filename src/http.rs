@@ -131,7 +131,11 @@ impl Http {
 
     fn status_json(&self) -> serde_json::Value {
         let leafs: Vec<_> = self.status.leafs().into_values().collect();
+        let ha = self.status.authority.view();
+        let expires = ha.lease_expires_ms.filter(|ms| *ms > 0).map(|ms| crate::clock::Timestamp(ms).to_string());
         json!({
+            "role": ha.role,
+            "ha": ha.me.as_ref().map(|me| json!({"me": me, "holder": ha.holder, "lease_expires": expires, "lease_expires_ms": ha.lease_expires_ms, "fence": ha.fence})),
             "healthy": self.status.unhealthy().is_none(),
             "problem": self.status.unhealthy(),
             "summary": self.status.summary(),
@@ -163,6 +167,10 @@ impl Http {
         }
         if !matches!(command, "wake" | "sleep") {
             return json_reply(StatusCode::NOT_FOUND, &json!({"error": "use wake or sleep"}));
+        }
+        if self.status.authority.check().is_err() {
+            let holder = self.status.authority.view().holder.unwrap_or_else(|| "none".into());
+            return json_reply(StatusCode::CONFLICT, &json!({"error": format!("this daemon is the standby: ask the holder ({holder})")}));
         }
         let now = self.timeline.now();
         self.store.update(|s| {

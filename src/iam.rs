@@ -36,6 +36,8 @@ pub enum Scope {
     /// Scalable targets of ECS services' desired count (conditions on namespace and
     /// dimension: their ARNs carry an opaque id).
     EcsScalableTarget,
+    /// The `[daemon.ha]` table.
+    Table,
 }
 
 /// One AWS call the daemon makes.
@@ -73,7 +75,16 @@ pub const CALLS: &[Call] = &[
     Call { service: "logs", operation: "FilterLogEvents", action: "logs:FilterLogEvents", scope: Scope::LogGroup },
     Call { service: "sns", operation: "Publish", action: "sns:Publish", scope: Scope::Topic },
     Call { service: "cloudwatch", operation: "GetMetricData", action: "cloudwatch:GetMetricData", scope: Scope::Any },
+    Call { service: "dynamodb", operation: "GetItem", action: "dynamodb:GetItem", scope: Scope::Table },
+    Call { service: "dynamodb", operation: "UpdateItem", action: "dynamodb:UpdateItem", scope: Scope::Table },
+    Call { service: "dynamodb", operation: "Scan", action: "dynamodb:Scan", scope: Scope::Table },
+    // A transaction needs the action of each of its parts: PutItem here, DeleteItem and
+    // ConditionCheckItem added to the same statement (TRANSACTION_PARTS).
+    Call { service: "dynamodb", operation: "TransactWriteItems", action: "dynamodb:PutItem", scope: Scope::Table },
 ];
+
+/// The other actions a state write's transaction needs besides PutItem.
+const TRANSACTION_PARTS: &[&str] = &["dynamodb:DeleteItem", "dynamodb:ConditionCheckItem"];
 
 /// The IAM action for a call, if the table knows it.
 pub fn action_for(service: &str, operation: &str) -> Option<&'static str> {
@@ -134,6 +145,11 @@ pub fn policy(config: &Config) -> Value {
     if !topics.is_empty() {
         statements.push(json!({"Sid": "PublishAlerts", "Effect": "Allow", "Action": actions(Scope::Topic), "Resource": topics}));
     }
+    if let Some(ha) = &config.daemon.ha {
+        let mut table_actions = actions(Scope::Table);
+        table_actions.extend_from_slice(TRANSACTION_PARTS);
+        statements.push(json!({"Sid": "ShareTheLeaseAndTheState", "Effect": "Allow", "Action": table_actions, "Resource": format!("arn:aws:dynamodb:{region}:*:table/{}", ha.table.as_str())}));
+    }
     json!({"Version": "2012-10-17", "Statement": statements})
 }
 
@@ -163,7 +179,7 @@ mod tests {
     fn config(ecs: bool) -> Config {
         let ecs = if ecs { "ecs_cluster = \"mc\"\necs_service = \"mc-svc\"\n" } else { "" };
         let text = format!(
-            "[daemon]\nregion = \"eu-west-1\"\nquery_log_group = \"/aws/route53/example.com\"\nalert_topic_arn = \"arn:aws:sns:eu-west-1:123456789012:all\"\n[[leaf]]\nname = \"mc\"\ndomain = \"mc.example.com\"\nhosted_zone_id = \"Z1\"\nasg = \"mc-asg\"\nalert_topic_arn = \"arn:aws:sns:us-east-1:123456789012:mc\"\n{ecs}[leaf.watchdog]\nthreshold = 1\n"
+            "[daemon]\nregion = \"eu-west-1\"\nquery_log_group = \"/aws/route53/example.com\"\nalert_topic_arn = \"arn:aws:sns:eu-west-1:123456789012:all\"\n[daemon.ha]\ntable = \"cm-lease\"\n[[leaf]]\nname = \"mc\"\ndomain = \"mc.example.com\"\nhosted_zone_id = \"Z1\"\nasg = \"mc-asg\"\nalert_topic_arn = \"arn:aws:sns:us-east-1:123456789012:mc\"\n{ecs}[leaf.watchdog]\nthreshold = 1\n"
         );
         Config::parse(Path::new("t.toml"), &text).unwrap()
     }
@@ -207,6 +223,8 @@ mod tests {
             "arn:aws:sns:eu-west-1:123456789012:all",
             "arn:aws:sns:us-east-1:123456789012:mc",
             "\"mc.example.com\"",
+            "table/cm-lease",
+            "dynamodb:ConditionCheckItem",
         ] {
             assert!(text.contains(needle), "{needle} missing from {text}");
         }

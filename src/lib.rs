@@ -38,6 +38,7 @@ pub mod control;
 pub mod crashloop;
 pub mod daemon;
 pub mod events;
+pub mod ha;
 pub mod host;
 pub mod http;
 pub mod iam;

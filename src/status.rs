@@ -5,7 +5,7 @@
 //! decides anything.
 
 use std::collections::BTreeMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -154,13 +154,15 @@ pub struct Status {
     pub workers: Workers,
     /// Longest time between two activations that still counts as progress.
     pub stall_after: Duration,
+    /// Who acts (`[daemon.ha]`).
+    pub authority: Arc<crate::ha::Authority>,
     started: Instant,
 }
 
 impl Status {
     /// Status over the workers' status channels.
-    pub fn new(workers: Workers, stall_after: Duration) -> Self {
-        Self { leafs: RwLock::default(), query_log: RwLock::default(), workers, stall_after, started: Instant::now() }
+    pub fn new(workers: Workers, stall_after: Duration, authority: Arc<crate::ha::Authority>) -> Self {
+        Self { leafs: RwLock::default(), query_log: RwLock::default(), workers, stall_after, authority, started: Instant::now() }
     }
 
     /// Replaces the views of the given leafs, keeping others; drops leafs not in `names`.
@@ -265,6 +267,9 @@ impl Status {
         }
         let phases: Vec<String> = by_phase.iter().map(|(p, n)| format!("{n} {p}")).collect();
         let mut line = format!("{} leafs: {}", leafs.len(), if phases.is_empty() { "not observed yet".into() } else { phases.join(", ") });
+        if let Some(role) = self.authority.summary() {
+            line = format!("{role}; {line}");
+        }
         if let Some(problem) = self.unhealthy() {
             line.push_str("; last error: ");
             line.push_str(&problem.chars().take(200).collect::<String>());

@@ -40,6 +40,7 @@ pub struct Outbox {
     sns: SnsApi,
     config: watch::Receiver<Arc<Config>>,
     cancel: CancellationToken,
+    authority: Arc<crate::ha::Authority>,
     topics: HashMap<String, Backoff>,
     jitter: Jitter,
 }
@@ -54,8 +55,10 @@ enum Outcome {
 
 impl Outbox {
     /// A worker publishing what `store` queues, stopping between deliveries on `cancel`.
-    pub fn new(store: Arc<StateStore>, sns: SnsApi, config: watch::Receiver<Arc<Config>>, cancel: CancellationToken) -> Self {
-        Self { store, sns, config, cancel, topics: HashMap::new(), jitter: Jitter::from_entropy() }
+    /// `authority` is asked before each Publish: a daemon that is no longer the holder
+    /// sends nothing more.
+    pub fn new(store: Arc<StateStore>, sns: SnsApi, config: watch::Receiver<Arc<Config>>, cancel: CancellationToken, authority: Arc<crate::ha::Authority>) -> Self {
+        Self { store, sns, config, cancel, authority, topics: HashMap::new(), jitter: Jitter::from_entropy() }
     }
 
 
@@ -160,7 +163,7 @@ impl Task for Outbox {
             let mut results = Vec::with_capacity(batch.len());
             for (alert, topic) in batch {
                 let now = Instant::now();
-                let skip = self.cancel.is_cancelled() || now >= deadline || self.topics.get(&topic).is_some_and(|b| b.waiting(now));
+                let skip = self.cancel.is_cancelled() || now >= deadline || self.topics.get(&topic).is_some_and(|b| b.waiting(now)) || self.authority.check().is_err();
                 let outcome = if skip { None } else { Some(self.publish(&alert, &topic, dry_run).await) };
                 match outcome {
                     Some(Outcome::Done) => {

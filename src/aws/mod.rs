@@ -7,6 +7,7 @@
 
 pub mod asg;
 pub mod cloudwatch;
+pub mod dynamodb;
 pub mod ec2;
 pub mod ecs;
 pub mod elbv2;

@@ -9,6 +9,7 @@
 mod at;
 mod duration;
 mod error;
+mod ha;
 mod responder;
 mod shape;
 mod values;
@@ -22,6 +23,7 @@ use serde::{Deserialize, Serialize};
 pub use at::At;
 pub use duration::{parse_duration, DurationError, HumanDuration};
 pub use error::ConfigError;
+pub use ha::HaConfig;
 pub use responder::{Cidr, LeafResponder, Protocol, ResponderConfig, WakeOn};
 pub use shape::{DnsMode, TrafficSource};
 pub use values::{Domain, HostedZoneId, LeafName, LoadBalancerId, LogGroupName, ResourceName, TargetGroupArn, TopicArn};
@@ -74,6 +76,8 @@ pub struct DaemonConfig {
     pub dry_run: bool,
     /// Where sleeping leafs are answered for (`[daemon.responder]`).
     pub responder: Option<ResponderConfig>,
+    /// Two daemons sharing the job through a DynamoDB lease (`[daemon.ha]`).
+    pub ha: Option<HaConfig>,
 }
 
 /// `[[leaf]]`: one container that sleeps until its domain is queried.
@@ -381,6 +385,9 @@ impl DaemonConfig {
             if !(1..=100_000).contains(&*r.per_source_per_minute) {
                 return Err((r.per_source_per_minute.span(), "daemon.responder.per_source_per_minute".into(), format!("per_source_per_minute {} must be between 1 and 100000", *r.per_source_per_minute)));
             }
+        }
+        if let Some(ha) = &self.ha {
+            ha.validate()?;
         }
         let calls = *self.query_log_calls_per_second;
         if !(0.1..=25.0).contains(&calls) {

@@ -53,6 +53,8 @@ pub struct Apply<'a> {
     /// Nor after shutdown began: a call that ended after the last state write would
     /// be forgotten (a stop the daemon made would later look like someone else's).
     pub cancel: &'a tokio_util::sync::CancellationToken,
+    /// Nor once this daemon is no longer the holder (`[daemon.ha]`).
+    pub authority: &'a crate::ha::Authority,
 }
 
 impl Apply<'_> {
@@ -82,7 +84,7 @@ impl Apply<'_> {
     }
 
     fn past_deadline(&self) -> bool {
-        tokio::time::Instant::now() >= self.deadline || self.cancel.is_cancelled()
+        tokio::time::Instant::now() >= self.deadline || self.cancel.is_cancelled() || self.authority.check().is_err()
     }
 
     /// Logs and counts an action and shows it as the leaf's last decision.
@@ -102,8 +104,12 @@ impl Apply<'_> {
             if self.dry_run() {
                 continue;
             }
-            let result = self.step(leaf, *step).await;
             let (service, operation) = step.call();
+            if self.past_deadline() {
+                // The rest waits for the next pass (of whoever holds the lease then).
+                return Err(AwsError::answer(service, operation, crate::aws::ErrorKind::Transient, "not started: the pass ended (deadline, shutdown, or this daemon stopped holding the lease)"));
+            }
+            let result = self.step(leaf, *step).await;
             self.cache.reports.entry(leaf.name().to_string()).or_default().call(leaf, result.as_ref().copied(), service, operation);
             result?;
             self.cache.learn(leaf, *step);

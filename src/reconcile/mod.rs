@@ -30,6 +30,7 @@ use crate::worker::{Activator, Task, WorkerError};
 pub const PASS_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Everything the reconciler shares with the rest of the daemon.
+#[derive(Clone)]
 pub struct Shared {
     /// The current config (replaced on SIGHUP).
     pub config: watch::Receiver<Arc<Config>>,
@@ -47,6 +48,8 @@ pub struct Shared {
     pub timeline: Arc<Timeline>,
     /// Shutdown: a pass under way starts no further call.
     pub cancel: tokio_util::sync::CancellationToken,
+    /// Nor once this daemon is no longer the holder (`[daemon.ha]`).
+    pub authority: Arc<crate::ha::Authority>,
 }
 
 /// The reconcile worker.
@@ -284,7 +287,7 @@ impl Task for Reconciler {
         let names: Vec<String> = config.leafs.iter().map(|l| l.name().to_string()).collect();
         self.shared.status.update(views, &names);
         let shared = &self.shared;
-        let applied = apply::Apply { aws: &shared.aws, config: &config, cache: &mut self.cache, store: &shared.store, status: &shared.status, now, deadline, cancel: &shared.cancel }.run(&plans).await;
+        let applied = apply::Apply { aws: &shared.aws, config: &config, cache: &mut self.cache, store: &shared.store, status: &shared.status, now, deadline, cancel: &shared.cancel, authority: &shared.authority }.run(&plans).await;
         if applied.moved {
             // A wake or a stop reached AWS: look again without waiting a tick.
             shared.again.activate();

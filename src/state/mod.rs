@@ -4,6 +4,7 @@
 //! Everything else the daemon knows (desired capacities, IPs, records, services) is read
 //! from AWS again, so a stale state file cannot make it act on a stale picture.
 
+pub mod parts;
 pub mod schema;
 pub mod store;
 

@@ -19,7 +19,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use std::collections::BTreeMap;
+
+use super::parts;
 use super::schema::{migrate, SchemaError, State};
+use crate::aws::dynamodb::{TableApi, PARTS_PER_WRITE};
 
 /// Why the state file could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +46,12 @@ pub enum StateError {
         /// The holder's pid, as it wrote it.
         holder: Option<u32>,
     },
+    /// With `[daemon.ha]`: this daemon does not hold the lease, so it may not write.
+    #[error("not the holder of the lease: the other daemon writes the state")]
+    NotHolder,
+    /// With `[daemon.ha]`: the table refused or failed the write (or the read).
+    #[error("shared state in DynamoDB: {0}")]
+    Table(String),
     /// Written by a newer version: refused, and left as it is.
     #[error("state file {path}: {source}")]
     Newer {
@@ -74,6 +84,18 @@ pub struct StateStore {
     write: tokio::sync::Mutex<u64>,
     /// Held (open, locked) for the life of the store.
     _lock: std::fs::File,
+    /// With `[daemon.ha]`: the table the state lives in instead of the file.
+    shared: Option<Shared>,
+}
+
+/// The `[daemon.ha]` table, and what this daemon's term has written to it.
+#[derive(Debug)]
+struct Shared {
+    table: TableApi,
+    name: String,
+    me: String,
+    /// The fence and the parts as written, while this daemon holds the lease.
+    term: Mutex<Option<(u64, BTreeMap<String, String>)>>,
 }
 
 #[derive(Debug)]
@@ -117,7 +139,55 @@ impl StateStore {
                 generation = 1;
             }
         }
-        Ok(Self { path: path.to_owned(), inner: Mutex::new(Inner { state, generation }), write: tokio::sync::Mutex::new(0), _lock: lock })
+        Ok(Self { path: path.to_owned(), inner: Mutex::new(Inner { state, generation }), write: tokio::sync::Mutex::new(0), _lock: lock, shared: None })
+    }
+
+    /// With `[daemon.ha]`: the state lives in `table` under the lease `name`. It is read
+    /// on each takeover ([`StateStore::take_over`]); until then it is empty. `path` is
+    /// still locked (one daemon per host), and its contents become the shared state the
+    /// first time a table holds none, so a single daemon moves to a pair without losing
+    /// a pending wake.
+    pub fn open_shared(path: &Path, table: TableApi, name: &str, me: &str) -> Result<Self, StateError> {
+        let io = |source| StateError::Io { path: path.to_owned(), source };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let lock = lock(path)?;
+        let shared = Shared { table, name: name.to_owned(), me: me.to_owned(), term: Mutex::new(None) };
+        Ok(Self { path: path.to_owned(), inner: Mutex::new(Inner { state: State::default(), generation: 0 }), write: tokio::sync::Mutex::new(0), _lock: lock, shared: Some(shared) })
+    }
+
+    /// Starts a term under the lease's `fence`: reads the shared state (or, the first
+    /// time, the local file's) and replaces the memory of any earlier term with it.
+    pub async fn take_over(&self, fence: u64) -> Result<(), StateError> {
+        let Some(shared) = &self.shared else { return Ok(()) };
+        let mut written = self.write.lock().await;
+        let found = shared.table.parts(&format!("{}/", shared.name)).await.map_err(|e| StateError::Table(e.to_string()))?;
+        let (mut state, imported) = if found.is_empty() {
+            match std::fs::read(&self.path) {
+                Ok(bytes) => (migrate(&bytes).map_err(|source| StateError::Newer { path: self.path.clone(), source })?, true),
+                Err(_) => (State::default(), false),
+            }
+        } else {
+            (parts::state_of(&found, &shared.name).map_err(|e| StateError::Table(format!("the shared state cannot be read: {e}")))?, false)
+        };
+        let now = crate::clock::now();
+        for memory in state.leafs.values_mut() {
+            memory.repair_future(now);
+        }
+        *shared.term.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((fence, found.into_iter().collect()));
+        let mut inner = self.lock();
+        inner.state = state;
+        inner.generation = *written + u64::from(imported) + 1;
+        *written = inner.generation - 1;
+        Ok(())
+    }
+
+    /// Ends the term: nothing more is written until the next [`StateStore::take_over`].
+    pub fn step_down(&self) {
+        if let Some(shared) = &self.shared {
+            *shared.term.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -162,8 +232,12 @@ impl StateStore {
         })
     }
 
-    /// Writes the state if it changed since the last write.
+    /// Writes the state if it changed since the last write: to the file, or with
+    /// `[daemon.ha]` the changed parts to the table, fenced by the lease.
     pub async fn save(&self) -> Result<(), StateError> {
+        if let Some(shared) = &self.shared {
+            return self.save_shared(shared).await;
+        }
         let mut written = self.write.lock().await;
         let (bytes, generation) = {
             let mut inner = self.lock();
@@ -178,6 +252,40 @@ impl StateStore {
             .await
             .map_err(|e| StateError::Io { path: self.path.clone(), source: std::io::Error::other(e) })?
             .map_err(|source| StateError::Io { path: self.path.clone(), source })?;
+        *written = generation;
+        Ok(())
+    }
+}
+
+impl StateStore {
+    async fn save_shared(&self, shared: &Shared) -> Result<(), StateError> {
+        let mut written = self.write.lock().await;
+        let (now, generation) = {
+            let inner = self.lock();
+            if inner.generation == *written {
+                return Ok(());
+            }
+            (parts::parts(&inner.state, &shared.name), inner.generation)
+        };
+        let Some((fence, before)) = shared.term.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone() else {
+            return Err(StateError::NotHolder);
+        };
+        let (puts, deletes) = parts::diff(&before, &now);
+        let mut deletes = deletes.as_slice();
+        let mut chunks = puts.chunks(PARTS_PER_WRITE).peekable();
+        while chunks.peek().is_some() || !deletes.is_empty() {
+            let puts = chunks.next().unwrap_or_default();
+            let (these, rest) = deletes.split_at(deletes.len().min(PARTS_PER_WRITE - puts.len()));
+            deletes = rest;
+            match shared.table.write(&shared.name, &shared.me, fence, puts, these).await {
+                Ok(true) => crate::metrics::count("cm_ha_state_writes_total", "State writes to the shared table", &[], 1),
+                Ok(false) => return Err(StateError::NotHolder),
+                Err(e) => return Err(StateError::Table(e.to_string())),
+            }
+        }
+        if let Some((_, parts)) = shared.term.lock().unwrap_or_else(std::sync::PoisonError::into_inner).as_mut().filter(|(f, _)| *f == fence) {
+            *parts = now;
+        }
         *written = generation;
         Ok(())
     }

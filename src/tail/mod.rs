@@ -57,6 +57,7 @@ const SWEEP_SHARE_OF_POLL: u32 = 2;
 const TRIM_AFTER_LINES: usize = 2_000;
 
 /// What the tail works with and whom it tells.
+#[derive(Clone)]
 pub struct Links {
     /// The current config (replaced on SIGHUP).
     pub config: watch::Receiver<Arc<Config>>,
