@@ -70,7 +70,7 @@ for line in sys.stdin:
         done
         return "$failed"
     }
-    long='^(faults|alerts) '
+    long='^(faults|alerts|ha) '
     grep -E "$long" "$lanes/binaries" | run_lane long >"$lanes/long.log" 2>&1 &
     long_pid=$!
     grep -vE "$long" "$lanes/binaries" | run_lane main 2>&1 | tee "$lanes/main.log" || status=1

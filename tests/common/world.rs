@@ -327,7 +327,10 @@ impl World {
                 let _ = writeln!(text, "{key} = {fast}");
             }
         }
-        let _ = write!(text, "region = \"{REGION}\"\nstate_file = \"{}\"\nlisten = \"127.0.0.1:{}\"\n{extra}\n", self.dir.join("state.json").display(), super::free_port());
+        if !extra.contains("state_file") {
+            let _ = writeln!(text, "state_file = \"{}\"", self.dir.join("state.json").display());
+        }
+        let _ = write!(text, "region = \"{REGION}\"\nlisten = \"127.0.0.1:{}\"\n{extra}\n", super::free_port());
         for l in leafs {
             let _ = write!(
                 text,
