@@ -117,11 +117,11 @@ pub async fn run(path: PathBuf, config: Config, cancel: CancellationToken) -> Re
         status: Arc::clone(&status),
         timeline: Arc::clone(&timeline),
     };
-    let tail = ha::Gated::new("tail", Arc::clone(&authority), move || Tail::new(links.clone()));
+    let tail = ha::Gated::new("tail", Arc::clone(&authority), move |_| Tail::new(links.clone()));
     tracker.spawn(worker::run(tail, intervals.0, Activator::default(), cancel.clone(), tail_status));
     let (outbox_store, sns, outbox_config, outbox_cancel, outbox_authority) = (Arc::clone(&store), aws.sns.clone(), config_rx.clone(), cancel.clone(), Arc::clone(&authority));
-    let outbox = ha::Gated::new("outbox", Arc::clone(&authority), move || {
-        Outbox::new(Arc::clone(&outbox_store), sns.clone(), outbox_config.clone(), outbox_cancel.clone(), Arc::clone(&outbox_authority))
+    let outbox = ha::Gated::new("outbox", Arc::clone(&authority), move |term| {
+        Outbox::new(Arc::clone(&outbox_store), sns.clone(), outbox_config.clone(), outbox_cancel.clone(), Arc::clone(&outbox_authority), term)
     });
     tracker.spawn(worker::run(outbox, intervals.1, outbox_now.clone(), cancel.clone(), outbox_status));
     let shared = Shared {
@@ -134,17 +134,11 @@ pub async fn run(path: PathBuf, config: Config, cancel: CancellationToken) -> Re
         timeline: Arc::clone(&timeline),
         cancel: cancel.clone(),
         authority: Arc::clone(&authority),
+        term: 0,
     };
-    let reconciler = ha::Gated::new("reconcile", Arc::clone(&authority), move || Reconciler::new(shared.clone()));
+    let reconciler = ha::Gated::new("reconcile", Arc::clone(&authority), move |term| Reconciler::new(Shared { term, ..shared.clone() }));
     tracker.spawn(worker::run(reconciler, intervals.1, reconcile_now.clone(), cancel.clone(), reconcile_status));
-    let keeper = keeper.map(|mut k| {
-        k.wake = vec![reconcile_now.clone(), outbox_now.clone()];
-        Arc::new(k)
-    });
-    if let Some(k) = &keeper {
-        let (k, cancel) = (Arc::clone(k), cancel.clone());
-        tracker.spawn(async move { k.run(cancel).await });
-    }
+    let keeper = keeper.map(|k| Running::start(k, vec![reconcile_now.clone(), outbox_now.clone()]));
     let http = Arc::new(Http { status: Arc::clone(&status), store: Arc::clone(&store), reconcile: reconcile_now.clone(), token, config: config_rx, timeline: Arc::clone(&timeline) });
     tracker.spawn(http::serve(listener, http, http_connections, cancel.clone()));
     let reload = Reload { path, tx: config_tx, store: Arc::clone(&store), status: Arc::clone(&status), reconcile: reconcile_now, outbox: outbox_now, timeline };
@@ -153,25 +147,57 @@ pub async fn run(path: PathBuf, config: Config, cancel: CancellationToken) -> Re
     tracker.close();
 
     cancel.cancelled().await;
-    shut_down(&tracker, &store, &authority, keeper.as_deref()).await
+    let saved = shut_down(&tracker, &store, &authority).await;
+    if let Some(k) = keeper {
+        k.stop(saved.as_ref().is_ok_and(|abandoned| !abandoned)).await;
+    }
+    saved.map(|_| ())
+}
+
+/// The lease keeper, running beside the workers and outliving them: the lease is
+/// renewed until the state is saved.
+struct Running {
+    keeper: Arc<ha::Keeper>,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    fn start(mut keeper: ha::Keeper, wake: Vec<Activator>) -> Self {
+        keeper.wake = wake;
+        let keeper = Arc::new(keeper);
+        let stop = CancellationToken::new();
+        let (k, s) = (Arc::clone(&keeper), stop.clone());
+        Self { keeper, stop, task: tokio::spawn(async move { k.run(s).await }) }
+    }
+
+    /// Stops renewing; gives the lease back if `release`. Workers abandoned mid-call
+    /// keep it until it expires instead, so nothing they still send can meet the next
+    /// holder's calls.
+    async fn stop(self, release: bool) {
+        self.stop.cancel();
+        let _ = self.task.await;
+        if release {
+            self.keeper.release().await;
+        }
+    }
 }
 
 /// Every worker finishes the call it is in (each has a timeout) and stops; the outbox
 /// stops between deliveries. Past the deadline whatever still runs is abandoned: the
-/// state is saved anyway, and what was queued goes out after the next start. A holder
-/// then gives its lease back, so the standby takes over at its next look.
-async fn shut_down(tracker: &TaskTracker, store: &StateStore, authority: &ha::Authority, keeper: Option<&ha::Keeper>) -> Result<(), DaemonError> {
-    if tokio::time::timeout(SHUTDOWN_DEADLINE, tracker.wait()).await.is_err() {
+/// state is saved anyway, and what was queued goes out after the next start. Says
+/// whether workers were abandoned. (A holder then gives its lease back, so the standby
+/// takes over at its next look.)
+async fn shut_down(tracker: &TaskTracker, store: &StateStore, authority: &ha::Authority) -> Result<bool, DaemonError> {
+    let abandoned = tokio::time::timeout(SHUTDOWN_DEADLINE, tracker.wait()).await.is_err();
+    if abandoned {
         tracing::warn!(deadline_s = SHUTDOWN_DEADLINE.as_secs(), "workers did not stop in time; saving the state without them");
     }
-    if authority.check().is_ok() || keeper.is_none() {
+    if authority.check().is_ok() {
         store.save().await?;
     }
-    if let Some(k) = keeper {
-        k.release().await;
-    }
     tracing::info!(queued_alerts = store.read(|s| s.outbox.len()), "stopped; state saved");
-    Ok(())
+    Ok(abandoned)
 }
 
 /// How long a SIGTERM waits for the workers, well inside the unit's `TimeoutStopSec`
@@ -190,11 +216,11 @@ async fn open_state(config: &Config) -> Result<(Arc<StateStore>, Arc<ha::Authori
     let name = ha_config.lease_name(config.daemon.region.as_str()).to_owned();
     let table = TableApi::new(&crate::aws::sdk_config(config.daemon.region.as_str()).await, ha_config.table.as_str());
     let store = Arc::new(StateStore::open_shared(&config.daemon.state_file, table.clone(), &name, &me)?);
-    let authority = ha::Authority::standby(me.clone());
     let timing = ha::lease::Timing::new(ha_config.ttl.0);
+    let authority = ha::Authority::standby(me.clone(), timing);
     let poll_ms = i64::try_from(config.daemon.poll_interval.0.as_millis()).unwrap_or(1_000);
     tracing::info!(table = ha_config.table.as_str(), lease = %name, me, ttl_ms = timing.ttl_ms, "standing by until this daemon holds the lease");
-    let keeper = ha::Keeper { table, name, me, timing, look_every_ms: timing.look_every_ms(poll_ms), authority: Arc::clone(&authority), store: Arc::clone(&store), wake: Vec::new() };
+    let keeper = ha::Keeper::new(table, name, me, timing, timing.look_every_ms(poll_ms), Arc::clone(&authority), Arc::clone(&store));
     Ok((store, authority, Some(keeper)))
 }
 

@@ -41,6 +41,7 @@ pub struct Outbox {
     config: watch::Receiver<Arc<Config>>,
     cancel: CancellationToken,
     authority: Arc<crate::ha::Authority>,
+    term: u64,
     topics: HashMap<String, Backoff>,
     jitter: Jitter,
 }
@@ -55,10 +56,10 @@ enum Outcome {
 
 impl Outbox {
     /// A worker publishing what `store` queues, stopping between deliveries on `cancel`.
-    /// `authority` is asked before each Publish: a daemon that is no longer the holder
-    /// sends nothing more.
-    pub fn new(store: Arc<StateStore>, sns: SnsApi, config: watch::Receiver<Arc<Config>>, cancel: CancellationToken, authority: Arc<crate::ha::Authority>) -> Self {
-        Self { store, sns, config, cancel, authority, topics: HashMap::new(), jitter: Jitter::from_entropy() }
+    /// `authority` is asked before each batch and each Publish of term `term`: a daemon
+    /// that is no longer the holder sends nothing more.
+    pub fn new(store: Arc<StateStore>, sns: SnsApi, config: watch::Receiver<Arc<Config>>, cancel: CancellationToken, authority: Arc<crate::ha::Authority>, term: u64) -> Self {
+        Self { store, sns, config, cancel, authority, term, topics: HashMap::new(), jitter: Jitter::from_entropy() }
     }
 
 
@@ -149,6 +150,11 @@ impl Task for Outbox {
         let deadline = Instant::now() + ACTIVATION_DEADLINE;
         loop {
             let now = Instant::now();
+            // A batch marked in flight and then cut off by the end of the term would be
+            // dropped by the next holder: start one only with time to send it.
+            if !self.authority.may_start_batch(self.term) {
+                break;
+            }
             let batch = take_batch(&self.store, |t| self.topics.get(t).is_some_and(|b| b.waiting(now)));
             if batch.is_empty() {
                 break;
@@ -163,8 +169,9 @@ impl Task for Outbox {
             let mut results = Vec::with_capacity(batch.len());
             for (alert, topic) in batch {
                 let now = Instant::now();
-                let skip = self.cancel.is_cancelled() || now >= deadline || self.topics.get(&topic).is_some_and(|b| b.waiting(now)) || self.authority.check().is_err();
-                let outcome = if skip { None } else { Some(self.publish(&alert, &topic, dry_run).await) };
+                let skip = self.cancel.is_cancelled() || now >= deadline || self.topics.get(&topic).is_some_and(|b| b.waiting(now)) || self.authority.check_term(self.term).is_err();
+                // Cut off by the end of the term, it may have been sent: not repeated.
+                let outcome = if skip { None } else { Some(self.authority.within(self.term, self.publish(&alert, &topic, dry_run)).await.unwrap_or(Outcome::Done)) };
                 match outcome {
                     Some(Outcome::Done) => {
                         sent += 1;

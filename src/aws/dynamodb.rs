@@ -70,24 +70,30 @@ impl TableApi {
         Ok(out.item().and_then(lease_of))
     }
 
-    /// Takes the lease if it is free, expired by `now_ms`, or already ours; the fence
-    /// grows by one. None when another holder has it.
-    pub async fn acquire(&self, key: &str, me: &str, now_ms: i64, expires_ms: i64) -> Result<Option<Lease>, AwsError> {
-        let sent = self
+    /// Takes the lease if it is still exactly `seen` (None: nobody ever held it) or
+    /// already ours: a compare-and-swap on what the standby watched, so no clock is
+    /// compared with another host's. The fence grows by one. None when it changed.
+    pub async fn acquire(&self, key: &str, me: &str, seen: Option<&Lease>, expires_ms: i64) -> Result<Option<Lease>, AwsError> {
+        let mut sent = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("pk", s(key))
             .update_expression("SET holder = :me, expires_ms = :e, fence = if_not_exists(fence, :zero) + :one")
-            .condition_expression("attribute_not_exists(pk) OR expires_ms < :now OR holder = :me")
             .expression_attribute_values(":me", s(me))
             .expression_attribute_values(":e", n(expires_ms))
-            .expression_attribute_values(":now", n(now_ms))
             .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":one", n(1))
-            .return_values(ReturnValue::AllNew)
-            .send();
-        match call("dynamodb", "UpdateItem", sent).await {
+            .return_values(ReturnValue::AllNew);
+        sent = match seen {
+            None => sent.condition_expression("attribute_not_exists(pk) OR holder = :me"),
+            Some(l) => sent
+                .condition_expression("(fence = :seen_fence AND expires_ms = :seen_expires AND holder = :seen_holder) OR holder = :me")
+                .expression_attribute_values(":seen_fence", n(i64::try_from(l.fence).unwrap_or(i64::MAX)))
+                .expression_attribute_values(":seen_expires", n(l.expires_ms))
+                .expression_attribute_values(":seen_holder", s(&l.holder)),
+        };
+        match call("dynamodb", "UpdateItem", sent.send()).await {
             Ok(out) => Ok(out.attributes().and_then(lease_of)),
             Err(e) if refused(&e) => Ok(None),
             Err(e) => Err(e),

@@ -17,7 +17,7 @@ pub struct HaConfig {
     pub ttl: At<HumanDuration>,
     /// The lease's key, so daemons of several regions may share one table. Default: the
     /// region.
-    pub name: Option<String>,
+    pub name: Option<At<String>>,
 }
 
 fn default_ttl() -> At<HumanDuration> {
@@ -36,13 +36,13 @@ impl HaConfig {
             return Err((self.ttl.span(), "daemon.ha.ttl".into(), format!("{} must be between 2s and 10m: shorter, renewals cannot keep up; longer, a dead holder's leafs wait that long", *self.ttl)));
         }
         if let Some(name) = self.name.as_ref().filter(|n| n.is_empty() || n.len() > 100 || n.contains('/')) {
-            return Err((self.table.span(), "daemon.ha.name".into(), format!("name {name:?} must be 1-100 characters without '/'")));
+            return Err((name.span(), "daemon.ha.name".into(), format!("name {:?} must be 1-100 characters without '/'", name.as_str())));
         }
         Ok(())
     }
 
     /// The lease's key.
     pub fn lease_name<'a>(&'a self, region: &'a str) -> &'a str {
-        self.name.as_deref().unwrap_or(region)
+        self.name.as_ref().map_or(region, |n| n.as_str())
     }
 }

@@ -1,11 +1,14 @@
 //! The lease's rules, pure: times in, what to do out. Tested with a fake clock.
 //!
 //! A holder renews every quarter of the lease and stops acting a quarter before the
-//! lease it last renewed runs out. It never assumes a renewal it has not seen succeed.
-//! So after three failed renewals in a row, it has stopped acting before a standby may
-//! take over. That margin also absorbs clock skew between the hosts and a call already
-//! in flight. A standby takes the lease once it has expired by its own clock, or once it
-//! has been released (expiry 0).
+//! lease it last renewed runs out, timed on its own monotonic clock from when it sent
+//! that renewal. It never assumes a renewal it has not seen succeed, and every mutating
+//! call it makes is cut off at that moment. A standby takes the lease once it has seen
+//! the very same lease (holder, fence, expiry) unchanged for a whole `ttl` on its own
+//! monotonic clock, or at once when the lease was released (expiry 0). No wall clock of
+//! one host is compared with another's: skew between the hosts cannot make two holders.
+
+use std::time::{Duration, Instant};
 
 use crate::aws::dynamodb::Lease;
 
@@ -27,9 +30,19 @@ impl Timing {
         self.ttl_ms / 4
     }
 
-    /// Until when a holder whose last successful renewal was sent at `renewed_ms` may act.
-    pub fn act_until(self, renewed_ms: i64) -> i64 {
-        renewed_ms + self.ttl_ms - self.ttl_ms / 4
+    /// The lease's length.
+    pub fn ttl(self) -> Duration {
+        Duration::from_millis(u64::try_from(self.ttl_ms).unwrap_or(0))
+    }
+
+    /// How long before the end of its lease a holder stops acting.
+    pub fn margin(self) -> Duration {
+        self.ttl() / 4
+    }
+
+    /// Until when a holder whose last successful renewal was sent at `renewed` may act.
+    pub fn act_until(self, renewed: Instant) -> Instant {
+        renewed + self.ttl().saturating_sub(self.margin())
     }
 
     /// How often a standby looks at the lease: a released lease is taken within this.
@@ -49,23 +62,23 @@ pub enum HolderStep {
     StepDown,
 }
 
-/// A holder's next step at `now_ms`, its last successful renewal having been sent at
-/// `renewed_ms`.
-pub fn holder_step(timing: Timing, now_ms: i64, renewed_ms: i64) -> HolderStep {
-    if now_ms >= timing.act_until(renewed_ms) {
+/// A holder's next step at `now`, its last successful renewal having been sent at
+/// `renewed`.
+pub fn holder_step(timing: Timing, now: Instant, renewed: Instant) -> HolderStep {
+    if now >= timing.act_until(renewed) {
         HolderStep::StepDown
-    } else if now_ms >= renewed_ms + timing.renew_every_ms() {
+    } else if now >= renewed + timing.ttl() / 4 {
         HolderStep::Renew
     } else {
         HolderStep::Keep
     }
 }
 
-/// Whether a standby may try to take `lease` at `now_ms`: nobody ever held it, it was
-/// released or has expired, or it is `me`'s own (a restart of this very process cannot
-/// be: `me` carries the pid).
-pub fn may_take(lease: Option<&Lease>, me: &str, now_ms: i64) -> bool {
-    lease.is_none_or(|l| l.expires_ms < now_ms || l.holder == me)
+/// Whether a standby may try to take `lease`, having seen it unchanged for
+/// `unchanged`: nobody ever held it, it was released, it is `me`'s own (`me` is unique
+/// per process), or its holder has not renewed it for a whole `ttl`.
+pub fn may_take(timing: Timing, lease: Option<&Lease>, me: &str, unchanged: Duration) -> bool {
+    lease.is_none_or(|l| l.expires_ms == 0 || l.holder == me || unchanged >= timing.ttl())
 }
 
 #[cfg(test)]
@@ -74,28 +87,33 @@ mod tests {
 
     const T: Timing = Timing { ttl_ms: 20_000 };
 
-    #[test]
-    fn a_holder_renews_each_quarter_and_steps_down_a_quarter_before_expiry() {
-        assert_eq!(holder_step(T, 1_000, 0), HolderStep::Keep);
-        assert_eq!(holder_step(T, 5_000, 0), HolderStep::Renew);
-        // Renewals failing: it keeps trying and acting until 15 s, then stops.
-        assert_eq!(holder_step(T, 14_999, 0), HolderStep::Renew);
-        assert_eq!(holder_step(T, 15_000, 0), HolderStep::StepDown);
-        // A renewal sent at 5 s that succeeded moves everything on.
-        assert_eq!(holder_step(T, 9_999, 5_000), HolderStep::Keep);
-        assert_eq!(holder_step(T, 15_000, 5_000), HolderStep::Renew);
-        assert!(T.act_until(5_000) < 5_000 + T.ttl_ms, "it stops before the lease it renewed can expire");
+    fn at(base: Instant, ms: u64) -> Instant {
+        base + Duration::from_millis(ms)
     }
 
     #[test]
-    fn a_standby_takes_only_a_free_expired_or_released_lease() {
-        let held = Lease { holder: "a:1".into(), expires_ms: 20_000, fence: 3 };
-        assert!(may_take(None, "b:2", 0));
-        assert!(!may_take(Some(&held), "b:2", 19_999));
-        assert!(!may_take(Some(&held), "b:2", 20_000), "not at the very millisecond it ends");
-        assert!(may_take(Some(&held), "b:2", 20_001));
-        assert!(may_take(Some(&Lease { expires_ms: 0, ..held.clone() }), "b:2", 1), "released");
-        assert!(may_take(Some(&held), "a:1", 1), "its own");
+    fn a_holder_renews_each_quarter_and_steps_down_a_quarter_before_expiry() {
+        let t0 = Instant::now();
+        assert_eq!(holder_step(T, at(t0, 1_000), t0), HolderStep::Keep);
+        assert_eq!(holder_step(T, at(t0, 5_000), t0), HolderStep::Renew);
+        // Renewals failing: it keeps trying and acting until 15 s, then stops.
+        assert_eq!(holder_step(T, at(t0, 14_999), t0), HolderStep::Renew);
+        assert_eq!(holder_step(T, at(t0, 15_000), t0), HolderStep::StepDown);
+        // A renewal sent at 5 s that succeeded moves everything on.
+        assert_eq!(holder_step(T, at(t0, 9_999), at(t0, 5_000)), HolderStep::Keep);
+        assert_eq!(holder_step(T, at(t0, 15_000), at(t0, 5_000)), HolderStep::Renew);
+        assert!(T.act_until(at(t0, 5_000)) < at(t0, 5_000) + T.ttl(), "it stops before the lease it renewed can expire");
+    }
+
+    #[test]
+    fn a_standby_takes_only_a_free_released_own_or_unrenewed_lease_whatever_the_clocks_say() {
+        let held = Lease { holder: "a:1:x".into(), expires_ms: 20_000, fence: 3 };
+        let ms = Duration::from_millis;
+        assert!(may_take(T, None, "b:2:y", ms(0)));
+        assert!(!may_take(T, Some(&held), "b:2:y", ms(19_999)), "an expiry in the past by this host's clock does not count");
+        assert!(may_take(T, Some(&held), "b:2:y", ms(20_000)), "unchanged for a whole ttl");
+        assert!(may_take(T, Some(&Lease { expires_ms: 0, ..held.clone() }), "b:2:y", ms(0)), "released");
+        assert!(may_take(T, Some(&held), "a:1:x", ms(0)), "its own");
     }
 
     #[test]

@@ -53,8 +53,10 @@ pub struct Apply<'a> {
     /// Nor after shutdown began: a call that ended after the last state write would
     /// be forgotten (a stop the daemon made would later look like someone else's).
     pub cancel: &'a tokio_util::sync::CancellationToken,
-    /// Nor once this daemon is no longer the holder (`[daemon.ha]`).
+    /// Nor once this daemon is no longer the holder (`[daemon.ha]`), in this term.
     pub authority: &'a crate::ha::Authority,
+    /// The term the pass acts in.
+    pub term: u64,
 }
 
 impl Apply<'_> {
@@ -84,7 +86,7 @@ impl Apply<'_> {
     }
 
     fn past_deadline(&self) -> bool {
-        tokio::time::Instant::now() >= self.deadline || self.cancel.is_cancelled() || self.authority.check().is_err()
+        tokio::time::Instant::now() >= self.deadline || self.cancel.is_cancelled() || self.authority.check_term(self.term).is_err()
     }
 
     /// Logs and counts an action and shows it as the leaf's last decision.
@@ -105,11 +107,8 @@ impl Apply<'_> {
                 continue;
             }
             let (service, operation) = step.call();
-            if self.past_deadline() {
-                // The rest waits for the next pass (of whoever holds the lease then).
-                return Err(AwsError::answer(service, operation, crate::aws::ErrorKind::Transient, "not started: the pass ended (deadline, shutdown, or this daemon stopped holding the lease)"));
-            }
-            let result = self.step(leaf, *step).await;
+            let not_holder = || AwsError::answer(service, operation, crate::aws::ErrorKind::Transient, "not made: this daemon no longer holds the lease (the holder finishes it)");
+            let result = self.authority.within(self.term, self.step(leaf, *step)).await.unwrap_or_else(|_| Err(not_holder()));
             self.cache.reports.entry(leaf.name().to_string()).or_default().call(leaf, result.as_ref().copied(), service, operation);
             result?;
             self.cache.learn(leaf, *step);
@@ -290,7 +289,8 @@ impl Apply<'_> {
                 self.act(self.config.leafs[*i].name().as_str(), "point_record", &what, why);
             }
             let upserts: Vec<Upsert> = changes.iter().map(|(_, u, _)| u.clone()).collect();
-            let batch = if dry { Ok(()) } else { self.aws.route53.upsert_a(zone, &upserts, "container-manager").await };
+            let cut = |_| Err(crate::aws::AwsError::answer("route53", "ChangeResourceRecordSets", crate::aws::ErrorKind::Transient, "not made: this daemon no longer holds the lease"));
+            let batch = if dry { Ok(()) } else { self.authority.within(self.term, self.aws.route53.upsert_a(zone, &upserts, "container-manager")).await.unwrap_or_else(cut) };
             // One invalid change fails the whole atomic batch: retry one by one so that a
             // leaf with a bad record cannot hold back every other leaf of its zone.
             let results: Vec<Result<(), crate::aws::AwsError>> = match batch {
@@ -298,7 +298,7 @@ impl Apply<'_> {
                     tracing::warn!(zone, error = %e, "record batch refused; retrying each record on its own");
                     let mut each = Vec::with_capacity(upserts.len());
                     for u in &upserts {
-                        each.push(self.aws.route53.upsert_a(zone, std::slice::from_ref(u), "container-manager").await);
+                        each.push(self.authority.within(self.term, self.aws.route53.upsert_a(zone, std::slice::from_ref(u), "container-manager")).await.unwrap_or_else(cut));
                     }
                     each
                 }

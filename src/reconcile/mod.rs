@@ -50,6 +50,8 @@ pub struct Shared {
     pub cancel: tokio_util::sync::CancellationToken,
     /// Nor once this daemon is no longer the holder (`[daemon.ha]`).
     pub authority: Arc<crate::ha::Authority>,
+    /// The term of office this reconciler acts in.
+    pub term: u64,
 }
 
 /// The reconcile worker.
@@ -287,7 +289,7 @@ impl Task for Reconciler {
         let names: Vec<String> = config.leafs.iter().map(|l| l.name().to_string()).collect();
         self.shared.status.update(views, &names);
         let shared = &self.shared;
-        let applied = apply::Apply { aws: &shared.aws, config: &config, cache: &mut self.cache, store: &shared.store, status: &shared.status, now, deadline, cancel: &shared.cancel, authority: &shared.authority }.run(&plans).await;
+        let applied = apply::Apply { aws: &shared.aws, config: &config, cache: &mut self.cache, store: &shared.store, status: &shared.status, now, deadline, cancel: &shared.cancel, authority: &shared.authority, term: shared.term }.run(&plans).await;
         if applied.moved {
             // A wake or a stop reached AWS: look again without waiting a tick.
             shared.again.activate();

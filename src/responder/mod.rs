@@ -193,6 +193,11 @@ fn allowed(leaf: &LeafConfig, ip: IpAddr) -> bool {
 /// players reach the leaf itself.
 fn wake(shared: &Shared, leaf: &LeafConfig, from: IpAddr, what: &str) {
     let name = leaf.name().as_str();
+    if shared.links.status.authority.check().is_err() {
+        // A standby's request could never be saved, and the holder would not see it.
+        tracing::info!(leaf = name, what, %from, "wake asked at the standby: not recorded (point the responder's public_ip at the holder)");
+        return;
+    }
     let view = shared.links.status.leaf(name);
     if view.as_ref().is_some_and(|v| matches!(v.phase.as_str(), "up" | "waking") || v.wake_pending || v.quarantined_until.is_some()) {
         return; // nothing to ask for: it runs, a wake is pending, or it rests
