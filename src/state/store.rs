@@ -271,13 +271,8 @@ impl StateStore {
             return Err(StateError::NotHolder);
         };
         let (puts, deletes) = parts::diff(&before, &now);
-        let mut deletes = deletes.as_slice();
-        let mut chunks = puts.chunks(PARTS_PER_WRITE).peekable();
-        while chunks.peek().is_some() || !deletes.is_empty() {
-            let puts = chunks.next().unwrap_or_default();
-            let (these, rest) = deletes.split_at(deletes.len().min(PARTS_PER_WRITE - puts.len()));
-            deletes = rest;
-            match shared.table.write(&shared.name, &shared.me, fence, puts, these).await {
+        for (puts, deletes) in parts::transactions(&puts, &deletes, PARTS_PER_WRITE) {
+            match shared.table.write(&shared.name, &shared.me, fence, puts, deletes).await {
                 Ok(true) => crate::metrics::count("cm_ha_state_writes_total", "State writes to the shared table", &[], 1),
                 Ok(false) => return Err(StateError::NotHolder),
                 Err(e) => return Err(StateError::Table(e.to_string())),
