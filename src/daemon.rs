@@ -215,12 +215,14 @@ async fn open_state(config: &Config) -> Result<(Arc<StateStore>, Arc<ha::Authori
     let me = ha::me();
     let name = ha_config.lease_name(config.daemon.region.as_str()).to_owned();
     let table = TableApi::new(&crate::aws::sdk_config(config.daemon.region.as_str()).await, ha_config.table.as_str());
-    let store = Arc::new(StateStore::open_shared(&config.daemon.state_file, table.clone(), &name, &me)?);
+    let store = Arc::new(StateStore::open_shared(&config.daemon.state_file, Box::new(table.clone()), &name, &me)?);
     let timing = ha::lease::Timing::new(ha_config.ttl.0);
     let authority = ha::Authority::standby(me.clone(), timing);
     let poll_ms = i64::try_from(config.daemon.poll_interval.0.as_millis()).unwrap_or(1_000);
     tracing::info!(table = ha_config.table.as_str(), lease = %name, me, ttl_ms = timing.ttl_ms, "standing by until this daemon holds the lease");
-    let keeper = ha::Keeper::new(table, name, me, timing, timing.look_every_ms(poll_ms), Arc::clone(&authority), Arc::clone(&store));
+    let mut keeper = ha::Keeper::new(table, name, me, timing, timing.look_every_ms(poll_ms), Arc::clone(&authority), Arc::clone(&store));
+    // Deliveries the last holder had in flight may have gone out: never repeated.
+    keeper.on_take = alerts::recover;
     Ok((store, authority, Some(keeper)))
 }
 

@@ -15,9 +15,6 @@ use aws_sdk_dynamodb::Client;
 
 use super::{call, AwsError, ErrorKind};
 
-/// TransactWriteItems takes up to 100 items; one is the lease check.
-pub const PARTS_PER_WRITE: usize = 99;
-
 /// The lease as the table holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
@@ -161,7 +158,7 @@ impl TableApi {
 
     /// Writes `puts` and removes `deletes` in one transaction, if the lease `key` is still
     /// `me`'s at `fence`. False when it is not (nothing was written). At most
-    /// [`PARTS_PER_WRITE`] parts.
+    /// `state::parts::PARTS_PER_WRITE` parts.
     pub async fn write(&self, key: &str, me: &str, fence: u64, puts: &[(String, String)], deletes: &[String]) -> Result<bool, AwsError> {
         let invalid = |e: aws_sdk_dynamodb::error::BuildError| AwsError::answer("dynamodb", "TransactWriteItems", ErrorKind::Invalid, e.to_string());
         let check = ConditionCheck::builder()
@@ -186,5 +183,15 @@ impl TableApi {
             Err(e) if refused(&e) => Ok(false),
             Err(e) => Err(e),
         }
+    }
+}
+
+impl crate::state::Table for TableApi {
+    fn parts<'a>(&'a self, prefix: &'a str) -> crate::state::Pending<'a, Vec<(String, String)>> {
+        Box::pin(async move { TableApi::parts(self, prefix).await.map_err(|e| e.to_string()) })
+    }
+
+    fn write<'a>(&'a self, key: &'a str, me: &'a str, fence: u64, puts: &'a [(String, String)], deletes: &'a [String]) -> crate::state::Pending<'a, bool> {
+        Box::pin(async move { TableApi::write(self, key, me, fence, puts, deletes).await.map_err(|e| e.to_string()) })
     }
 }

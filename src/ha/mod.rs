@@ -244,12 +244,15 @@ pub struct Keeper {
     pub seen: Mutex<Option<(Lease, Instant)>>,
     /// After a takeover whose state could not be read: no new try before this.
     pub calm_until: Mutex<Option<Instant>>,
+    /// Run on the state just taken over, before acting (the daemon settles the alert
+    /// deliveries the last holder had in flight).
+    pub on_take: fn(&StateStore),
 }
 
 impl Keeper {
     /// The keeper for `table`'s lease `name`, this daemon being `me`.
     pub fn new(table: TableApi, name: String, me: String, timing: Timing, look_every_ms: i64, authority: Arc<Authority>, store: Arc<StateStore>) -> Self {
-        Self { table, name, me, timing, look_every_ms, authority, store, wake: Vec::new(), seen: Mutex::new(None), calm_until: Mutex::new(None) }
+        Self { table, name, me, timing, look_every_ms, authority, store, wake: Vec::new(), seen: Mutex::new(None), calm_until: Mutex::new(None), on_take: |_| {} }
     }
 
     /// Holds, renews or waits for the lease until `cancel`. The daemon cancels it only
@@ -361,8 +364,7 @@ impl Keeper {
             let _ = self.table.release(&self.name, &self.me, taken.fence).await;
             return None;
         }
-        // Deliveries the last holder had in flight may have gone out: never repeated.
-        crate::alerts::recover(&self.store);
+        (self.on_take)(&self.store);
         let before = lease.map(|l| l.holder).filter(|h| !h.is_empty() && *h != self.me);
         self.authority.take(&taken, sent, self.timing);
         crate::metrics::count("cm_ha_takeovers_total", "Times this daemon took the lease", &[], 1);

@@ -9,4 +9,4 @@ pub mod schema;
 pub mod store;
 
 pub use schema::*;
-pub use store::{StateError, StateStore};
+pub use store::{Pending, StateError, StateStore, Table};

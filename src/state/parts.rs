@@ -9,6 +9,10 @@ use serde_json::{json, Map, Value};
 
 use super::schema::{migrate, SchemaError, State, VERSION};
 
+/// Parts per transaction: DynamoDB's TransactWriteItems takes 100 items, one of which
+/// is the check of the lease.
+pub const PARTS_PER_WRITE: usize = 99;
+
 /// The most outbox JSON one item holds: well under DynamoDB's 400 KB per item.
 const OUTBOX_ITEM_BYTES: usize = 300_000;
 

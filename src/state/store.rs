@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 
 use super::parts;
 use super::schema::{migrate, SchemaError, State};
-use crate::aws::dynamodb::{TableApi, PARTS_PER_WRITE};
+use super::parts::PARTS_PER_WRITE;
 
 /// Why the state file could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -88,10 +88,23 @@ pub struct StateStore {
     shared: Option<Shared>,
 }
 
+/// A boxed future, for the [`Table`] trait's methods.
+pub type Pending<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, String>> + Send + 'a>>;
+
+/// Where `[daemon.ha]` keeps the state: the DynamoDB adapter implements it
+/// (`aws::dynamodb`), so the store needs no AWS types.
+pub trait Table: std::fmt::Debug + Send + Sync {
+    /// Every part under `prefix` (key, body), read consistently.
+    fn parts<'a>(&'a self, prefix: &'a str) -> Pending<'a, Vec<(String, String)>>;
+    /// Puts and deletes parts in one transaction if the lease `key` is still `me`'s at
+    /// `fence`; false (nothing written) when it is not.
+    fn write<'a>(&'a self, key: &'a str, me: &'a str, fence: u64, puts: &'a [(String, String)], deletes: &'a [String]) -> Pending<'a, bool>;
+}
+
 /// The `[daemon.ha]` table, and what this daemon's term has written to it.
 #[derive(Debug)]
 struct Shared {
-    table: TableApi,
+    table: Box<dyn Table>,
     name: String,
     me: String,
     /// The fence and the parts as written, while this daemon holds the lease.
@@ -147,7 +160,7 @@ impl StateStore {
     /// still locked (one daemon per host), and its contents become the shared state the
     /// first time a table holds none, so a single daemon moves to a pair without losing
     /// a pending wake.
-    pub fn open_shared(path: &Path, table: TableApi, name: &str, me: &str) -> Result<Self, StateError> {
+    pub fn open_shared(path: &Path, table: Box<dyn Table>, name: &str, me: &str) -> Result<Self, StateError> {
         let io = |source| StateError::Io { path: path.to_owned(), source };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(io)?;
@@ -162,7 +175,7 @@ impl StateStore {
     pub async fn take_over(&self, fence: u64) -> Result<(), StateError> {
         let Some(shared) = &self.shared else { return Ok(()) };
         let mut written = self.write.lock().await;
-        let found = shared.table.parts(&format!("{}/", shared.name)).await.map_err(|e| StateError::Table(e.to_string()))?;
+        let found = shared.table.parts(&format!("{}/", shared.name)).await.map_err(StateError::Table)?;
         let (mut state, imported) = if found.is_empty() {
             match std::fs::read(&self.path) {
                 Ok(bytes) => (migrate(&bytes).map_err(|source| StateError::Newer { path: self.path.clone(), source })?, true),
@@ -275,7 +288,7 @@ impl StateStore {
             match shared.table.write(&shared.name, &shared.me, fence, puts, deletes).await {
                 Ok(true) => crate::metrics::count("cm_ha_state_writes_total", "State writes to the shared table", &[], 1),
                 Ok(false) => return Err(StateError::NotHolder),
-                Err(e) => return Err(StateError::Table(e.to_string())),
+                Err(e) => return Err(StateError::Table(e)),
             }
         }
         if let Some((_, parts)) = shared.term.lock().unwrap_or_else(std::sync::PoisonError::into_inner).as_mut().filter(|(f, _)| *f == fence) {
