@@ -47,7 +47,7 @@ async fn check_live_names_each_planted_fault_passes_a_correct_leaf_and_changes_n
         .unwrap();
 
     let all = [&good, &gone, &zero, &unlogged, &lost, &mute, &blind];
-    let (code, out, err) = check_live(&world.config(&all, ""));
+    let (code, out, err) = check_live(&world.config(&all, "[daemon.ha]\ntable = \"cm-lease-never-made\"\n"));
     assert_eq!(code, 1, "a failed check exits 1\n{out}\n{err}");
     let fails: Vec<&str> = out.lines().filter(|l| l.starts_with("FAIL")).collect();
     for (about, check, fix) in [
@@ -57,17 +57,19 @@ async fn check_live_names_each_planted_fault_passes_a_correct_leaf_and_changes_n
         (&lost.log_group, "log_group", "does not exist"),
         (&mute.topic_arn, "topic", "does not exist"),
         (&blind.name, "detailed_monitoring", "Monitoring Enabled=true"),
+        (&"cm-lease-never-made".to_owned(), "ha_table", "create-table"),
     ] {
         assert!(fails.iter().any(|l| l.contains(about.as_str()) && l.contains(&format!(" {check} ")) && l.contains(fix)), "no FAIL {check} line for {about} with its fix:\n{out}");
     }
-    assert_eq!(fails.len(), 6, "exactly the planted faults:\n{out}");
+    assert_eq!(fails.len(), 7, "exactly the planted faults:\n{out}");
     assert!(!fails.iter().any(|l| l.contains(&good.name)), "{out}");
     let credentials = out.lines().find(|l| l.contains(" credentials ")).expect("a credentials line");
     assert!(credentials.starts_with("ok") || credentials.starts_with("WARN"), "the emulator cannot simulate IAM: a warning, not a failure: {credentials}");
 
-    let (code, out, err) = check_live(&world.config(&[&good], ""));
+    let table = world.lease_table().await;
+    let (code, out, err) = check_live(&world.config(&[&good], &format!("[daemon.ha]\ntable = \"{table}\"\n")));
     assert_eq!(code, 0, "a correct leaf passes\n{out}\n{err}");
-    for check in ["asg_max", "detailed_monitoring", "service", "record", "query_logging", "log_group", "topic"] {
+    for check in ["asg_max", "detailed_monitoring", "service", "record", "query_logging", "log_group", "topic", "ha_table"] {
         assert!(out.lines().any(|l| l.starts_with("ok") && l.contains(&format!(" {check} "))), "ok {check}:\n{out}");
     }
 

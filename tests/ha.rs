@@ -18,23 +18,6 @@ const TAKEOVER: Duration = Duration::from_secs(60);
 /// The mutating calls, the ones only a holder may make.
 const MUTATING: &[&str] = &["SetDesiredCapacity", "UpdateAutoScalingGroup", "UpdateService", "RegisterScalableTarget", "ChangeResourceRecordSets", "Publish"];
 
-/// A fresh lease table, as the operator (or deploy/cloudformation/host.yaml) makes it.
-async fn table() -> String {
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest()).region(aws_config::Region::new(common::world::REGION)).load().await;
-    let client = aws_sdk_dynamodb::Client::new(&config);
-    let name = common::unique("cm-lease");
-    client
-        .create_table()
-        .table_name(&name)
-        .key_schema(aws_sdk_dynamodb::types::KeySchemaElement::builder().attribute_name("pk").key_type(aws_sdk_dynamodb::types::KeyType::Hash).build().unwrap())
-        .attribute_definitions(aws_sdk_dynamodb::types::AttributeDefinition::builder().attribute_name("pk").attribute_type(aws_sdk_dynamodb::types::ScalarAttributeType::S).build().unwrap())
-        .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
-        .send()
-        .await
-        .expect("create the lease table");
-    name
-}
-
 /// The config of host `n`: the same leafs and table, its own state directory and port.
 fn host(world: &World, leafs: &[&Leaf], table: &str, ttl: &str, n: usize) -> PathBuf {
     let state = world.dir.join(format!("host-{n}")).join("state.json");
@@ -73,7 +56,7 @@ fn mutating(calls: &[common::proxy::Call]) -> Vec<i64> {
 async fn kill_9_of_the_holder_with_a_wake_pending_the_standby_wakes_the_leaf_once() {
     let world = World::new().await;
     let leaf = world.leaf(common::world::LeafOptions::default()).await;
-    let table = table().await;
+    let table = world.lease_table().await;
     // The holder cannot scale (throttled, not refused: no problem alert), so the wake
     // stays pending in the shared state when it dies.
     let stuck = Proxied::start().await;
@@ -115,7 +98,7 @@ async fn a_holder_cut_off_from_dynamodb_stops_acting_before_its_lease_ends_and_n
     let world = World::new().await;
     let (first_leaf, second_leaf) = (world.leaf(common::world::LeafOptions::default()).await, world.leaf(common::world::LeafOptions::default()).await);
     let leafs = [&first_leaf, &second_leaf];
-    let table = table().await;
+    let table = world.lease_table().await;
     let (pa, pb) = (Proxied::start().await, Proxied::start().await);
     let with_table = |p: &Proxied| {
         let mut env = p.env();
@@ -176,7 +159,7 @@ async fn a_holder_cut_off_from_dynamodb_stops_acting_before_its_lease_ends_and_n
 async fn a_clean_sigterm_of_the_holder_hands_over_without_waiting_for_the_lease() {
     let world = World::new().await;
     let leaf = world.leaf(common::world::LeafOptions::default()).await;
-    let table = table().await;
+    let table = world.lease_table().await;
     let mut a = start(&host(&world, &[&leaf], &table, "20s", 1), &[]).await;
     let held = until_role(&a, "holder", TAKEOVER).await;
     let b = start(&host(&world, &[&leaf], &table, "20s", 2), &[]).await;
@@ -196,7 +179,7 @@ async fn a_clean_sigterm_of_the_holder_hands_over_without_waiting_for_the_lease(
 async fn twenty_alternating_kill_9_trials_lose_no_wake_and_repeat_no_alert() {
     let world = World::new().await;
     let leaf = world.leaf(common::world::LeafOptions::default()).await;
-    let table = table().await;
+    let table = world.lease_table().await;
     let configs = [host(&world, &[&leaf], &table, "3s", 1), host(&world, &[&leaf], &table, "3s", 2)];
     let mut daemons = [Some(start(&configs[0], &[]).await), None];
     until_role(daemons[0].as_ref().unwrap(), "holder", TAKEOVER).await;

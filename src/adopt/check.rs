@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use super::reads::{AsgFacts, Launch, Refusal};
+use super::reads::{AsgFacts, Launch, Refusal, TableFacts};
 use crate::aws::route53::ARecord;
 use crate::aws::{AwsError, ErrorKind};
 use crate::config::{Config, DnsMode, LeafConfig, TrafficSource};
@@ -96,6 +96,8 @@ pub struct Facts {
     pub topics: BTreeMap<String, Read<bool>>,
     /// The credentials' permissions.
     pub credentials: Credentials,
+    /// The `[daemon.ha]` table, when configured: `Ok(None)` when it does not exist.
+    pub ha_table: Option<Read<Option<TableFacts>>>,
 }
 
 /// Every finding, leafs first, in config order.
@@ -123,6 +125,9 @@ pub fn judge(config: &Config, facts: &Facts) -> Vec<Finding> {
             Err(e) => say(unreadable(e), "topic", format!("cannot tell whether topic {topic} exists: {e}")),
         }
     }
+    if let (Some(ha), Some(read)) = (&config.daemon.ha, &facts.ha_table) {
+        ha_table(ha.table.as_str(), read, &mut say);
+    }
     match &facts.credentials {
         Credentials::Simulated { principal, actions, refused } if refused.is_empty() => {
             say(Level::Ok, "credentials", format!("{principal} may make every call of `containerd iam-policy` ({actions} actions simulated)"));
@@ -137,6 +142,20 @@ pub fn judge(config: &Config, facts: &Facts) -> Vec<Finding> {
         Credentials::Unavailable(why) => say(Level::Warn, "credentials", format!("could not simulate `containerd iam-policy` for these credentials ({why}); the reads above show what they can read, not what they may change")),
     }
     out
+}
+
+fn ha_table(name: &str, read: &Read<Option<TableFacts>>, say: &mut impl FnMut(Level, &'static str, String)) {
+    let create = format!("aws dynamodb create-table --table-name {name} --attribute-definitions AttributeName=pk,AttributeType=S --key-schema AttributeName=pk,KeyType=HASH --billing-mode PAY_PER_REQUEST (or host.yaml HaTable=true)");
+    match read {
+        Ok(None) => say(Level::Fail, "ha_table", format!("[daemon.ha] table {name} does not exist: no daemon can take the lease, so none acts; fix: {create}")),
+        Ok(Some(t)) if t.key != [("pk".to_owned(), "S".to_owned(), "HASH".to_owned())] => {
+            let key: Vec<String> = t.key.iter().map(|(n, ty, k)| format!("{n} ({ty}, {k})")).collect();
+            say(Level::Fail, "ha_table", format!("[daemon.ha] table {name} is keyed by {}; the daemon needs a string partition key `pk` and nothing else; fix: a new table: {create}", key.join(", ")));
+        }
+        Ok(Some(t)) if !t.on_demand => say(Level::Warn, "ha_table", format!("[daemon.ha] table {name} has provisioned capacity: a throttled renewal can cost the lease; on-demand costs about $0.75 a month for a pair (docs/operations.md)")),
+        Ok(Some(_)) => say(Level::Ok, "ha_table", format!("[daemon.ha] table {name} exists, keyed by pk, on-demand")),
+        Err(e) => say(unreadable(e), "ha_table", format!("cannot read [daemon.ha] table {name}: {e}")),
+    }
 }
 
 /// A read that failed: not being allowed to look is a warning (the thing may well be

@@ -99,7 +99,11 @@ pub async fn gather(config: &Config) -> Facts {
         }
     }
     let credentials = credentials(config, &reads).await;
-    Facts { leafs, log_groups, topics, credentials }
+    let ha_table = match &config.daemon.ha {
+        Some(ha) => Some(super::reads::table(&main, ha.table.as_str()).await),
+        None => None,
+    };
+    Facts { leafs, log_groups, topics, credentials, ha_table }
 }
 
 /// Max sizes the daemon recorded when it parked leafs, from its state file if this

@@ -59,6 +59,15 @@ pub struct StackHead {
     pub tags: std::collections::BTreeMap<String, String>,
 }
 
+/// What the checks need of the `[daemon.ha]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableFacts {
+    /// Its key schema: (attribute, its type, HASH or RANGE).
+    pub key: Vec<(String, String, String)>,
+    /// Billed per request (on-demand) rather than provisioned.
+    pub on_demand: bool,
+}
+
 /// One (action, resource) pair the simulator did not allow.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
@@ -249,6 +258,21 @@ impl Reads {
         let out = call("route53", "GetHostedZone", self.route53.get_hosted_zone().id(zone).send()).await?;
         Ok(out.hosted_zone().map(|z| z.name().trim_end_matches('.').to_ascii_lowercase()).unwrap_or_default())
     }
+}
+
+/// The `[daemon.ha]` table `name`, if it exists, in the region `config` is for.
+pub async fn table(config: &SdkConfig, name: &str) -> Result<Option<TableFacts>, AwsError> {
+    let client = aws_sdk_dynamodb::Client::new(config);
+    let out = match call("dynamodb", "DescribeTable", client.describe_table().table_name(name).send()).await {
+        Ok(out) => out,
+        Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let Some(t) = out.table() else { return Ok(None) };
+    let types: std::collections::HashMap<&str, &str> = t.attribute_definitions().iter().map(|a| (a.attribute_name(), a.attribute_type().as_str())).collect();
+    let key = t.key_schema().iter().map(|k| (k.attribute_name().to_owned(), types.get(k.attribute_name()).copied().unwrap_or("?").to_owned(), k.key_type().as_str().to_owned())).collect();
+    let on_demand = t.billing_mode_summary().and_then(|b| b.billing_mode()).is_some_and(|m| *m == aws_sdk_dynamodb::types::BillingMode::PayPerRequest);
+    Ok(Some(TableFacts { key, on_demand }))
 }
 
 /// Whether log group `name` exists in the region `config` is for.

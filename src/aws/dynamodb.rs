@@ -178,10 +178,17 @@ impl TableApi {
             let delete = Delete::builder().table_name(&self.table).key("pk", s(part)).build().map_err(invalid)?;
             items.push(TransactWriteItem::builder().delete(delete).build());
         }
-        match call("dynamodb", "TransactWriteItems", self.client.transact_write_items().set_transact_items(Some(items)).send()).await {
-            Ok(_) => Ok(true),
-            Err(e) if refused(&e) => Ok(false),
-            Err(e) => Err(e),
+        // A renewal of the lease item at the same moment cancels the transaction with a
+        // TransactionConflict: nothing was written, so it is simply tried again.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match call("dynamodb", "TransactWriteItems", self.client.transact_write_items().set_transact_items(Some(items.clone())).send()).await {
+                Ok(_) => return Ok(true),
+                Err(e) if refused(&e) => return Ok(false),
+                Err(e) if attempt < 3 && e.message.contains("TransactionConflict") => tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await,
+                Err(e) => return Err(e),
+            }
         }
     }
 }

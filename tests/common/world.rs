@@ -259,6 +259,24 @@ impl World {
         leaf
     }
 
+    /// A fresh `[daemon.ha]` lease table, as the operator (or host.yaml) makes it.
+    pub async fn lease_table(&self) -> String {
+        let client = aws_sdk_dynamodb::Client::new(&sdk(REGION).await);
+        let name = super::unique("cm-lease");
+        let key = aws_sdk_dynamodb::types::KeySchemaElement::builder().attribute_name("pk").key_type(aws_sdk_dynamodb::types::KeyType::Hash).build().unwrap();
+        let pk = aws_sdk_dynamodb::types::AttributeDefinition::builder().attribute_name("pk").attribute_type(aws_sdk_dynamodb::types::ScalarAttributeType::S).build().unwrap();
+        client
+            .create_table()
+            .table_name(&name)
+            .key_schema(key)
+            .attribute_definitions(pk)
+            .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
+            .send()
+            .await
+            .expect("create the lease table");
+        name
+    }
+
     /// The default VPC and its first subnet (moto's maps public IPs on launch).
     pub async fn default_subnet(&self) -> (String, String) {
         let vpcs = self.ec2.describe_vpcs().filters(aws_sdk_ec2::types::Filter::builder().name("isDefault").values("true").build()).send().await.expect("describe vpcs");

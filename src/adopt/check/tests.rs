@@ -27,6 +27,7 @@ fn facts(leaf: LeafFacts) -> Facts {
         log_groups: [("/aws/route53/example.com".to_owned(), Ok(true))].into(),
         topics: [("arn:aws:sns:eu-west-1:123456789012:all".to_owned(), Ok(true))].into(),
         credentials: Credentials::Simulated { principal: "arn:aws:iam::123456789012:role/cm".into(), actions: 20, refused: vec![] },
+        ha_table: None,
     }
 }
 
@@ -100,4 +101,23 @@ fn log_group_arns_are_read_with_and_without_the_star() {
     assert_eq!(log_group_of("arn:aws:logs:us-east-1:123:log-group:/aws/route53/x:*"), Some(("us-east-1", "/aws/route53/x")));
     assert_eq!(log_group_of("arn:aws:logs:us-east-1:123:log-group:/aws/route53/x"), Some(("us-east-1", "/aws/route53/x")));
     assert_eq!(log_group_of("arn:aws:sns:us-east-1:123:topic"), None);
+}
+
+#[test]
+fn the_ha_table_must_exist_keyed_by_pk_alone() {
+    let text = "[daemon]\nregion = \"eu-west-1\"\nquery_log_group = \"/aws/route53/example.com\"\nalert_topic_arn = \"arn:aws:sns:eu-west-1:123456789012:all\"\n[daemon.ha]\ntable = \"cm-lease\"\n[[leaf]]\nname = \"mc\"\ndomain = \"mc.example.com\"\nhosted_zone_id = \"Z1\"\nasg = \"mc-asg\"\necs_cluster = \"mc\"\necs_service = \"mc\"\n[leaf.watchdog]\nthreshold = 1175\n";
+    let config = Config::parse(Path::new("t.toml"), text).unwrap();
+    let pk = |ty: &str| vec![("pk".to_owned(), ty.to_owned(), "HASH".to_owned())];
+    for (table, level, needle) in [
+        (Ok(None), Level::Fail, "does not exist"),
+        (Ok(Some(TableFacts { key: pk("N"), on_demand: true })), Level::Fail, "pk (N, HASH)"),
+        (Ok(Some(TableFacts { key: pk("S"), on_demand: false })), Level::Warn, "provisioned"),
+        (Ok(Some(TableFacts { key: pk("S"), on_demand: true })), Level::Ok, "on-demand"),
+    ] {
+        let mut f = facts(good());
+        f.ha_table = Some(table);
+        let findings = judge(&config, &f);
+        let line = findings.iter().find(|f| f.check == "ha_table").expect("an ha_table line");
+        assert!(line.level == level && line.message.contains(needle), "{line}");
+    }
 }
