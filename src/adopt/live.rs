@@ -53,7 +53,7 @@ pub async fn gather(config: &Config) -> Facts {
     for leaf in &config.leafs {
         let mut f = LeafFacts { parked_max: parked.get(leaf.name().as_str()).copied(), ..LeafFacts::default() };
         if let Some(name) = leaf.asg() {
-            let read = groups.clone().map(|g| g.get(name.as_str()).cloned());
+            let read = groups.as_ref().map(|g| g.get(name.as_str()).cloned()).map_err(Clone::clone);
             if let (Ok(Some(group)), TrafficSource::Instances) = (&read, *leaf.watchdog.traffic) {
                 if let Entry::Vacant(slot) = monitoring.entry(group.launch.clone()) {
                     slot.insert(reads.detailed_monitoring(&group.launch).await);
@@ -67,7 +67,7 @@ pub async fn gather(config: &Config) -> Facts {
         }
         let zone = leaf.hosted_zone_id.to_string();
         if let Entry::Vacant(slot) = zones.entry(zone.clone()) {
-            let name = reads.zone_name(&zone).await;
+            let name = route53.zone_name(&zone).await;
             let logging = if name.is_ok() { reads.query_logging(&zone).await } else { Ok(Vec::new()) };
             slot.insert(ZoneRead { name, logging });
         }

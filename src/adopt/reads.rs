@@ -252,12 +252,6 @@ impl Reads {
             }
         }
     }
-
-    /// The zone's name, normalised (`example.com`).
-    pub async fn zone_name(&self, zone: &str) -> Result<String, AwsError> {
-        let out = call("route53", "GetHostedZone", self.route53.get_hosted_zone().id(zone).send()).await?;
-        Ok(out.hosted_zone().map(|z| z.name().trim_end_matches('.').to_ascii_lowercase()).unwrap_or_default())
-    }
 }
 
 /// The `[daemon.ha]` table `name`, if it exists, in the region `config` is for.

@@ -125,9 +125,6 @@ impl StateStore {
     /// refuses to start leaves every leaf unattended.
     pub fn open(path: &Path) -> Result<Self, StateError> {
         let io = |source| StateError::Io { path: path.to_owned(), source };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(io)?;
-        }
         let lock = lock(path)?;
         let mut state = match std::fs::read(path) {
             Ok(bytes) => match migrate(&bytes) {
@@ -143,15 +140,7 @@ impl StateStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
             Err(e) => return Err(io(e)),
         };
-        let now = crate::clock::now();
-        let mut generation = 0;
-        for (leaf, memory) in &mut state.leafs {
-            let cleared = memory.repair_future(now);
-            if !cleared.is_empty() {
-                tracing::warn!(leaf, ?cleared, "the state file held times from the future (a bogus query-log line read by an older version); forgot them");
-                generation = 1;
-            }
-        }
+        let generation = u64::from(repair_future(&mut state));
         Ok(Self { path: path.to_owned(), inner: Mutex::new(Inner { state, generation }), write: tokio::sync::Mutex::new(0), _lock: lock, shared: None })
     }
 
@@ -161,10 +150,6 @@ impl StateStore {
     /// first time a table holds none, so a single daemon moves to a pair without losing
     /// a pending wake.
     pub fn open_shared(path: &Path, table: Box<dyn Table>, name: &str, me: &str) -> Result<Self, StateError> {
-        let io = |source| StateError::Io { path: path.to_owned(), source };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(io)?;
-        }
         let lock = lock(path)?;
         let shared = Shared { table, name: name.to_owned(), me: me.to_owned(), term: Mutex::new(None) };
         Ok(Self { path: path.to_owned(), inner: Mutex::new(Inner { state: State::default(), generation: 0 }), write: tokio::sync::Mutex::new(0), _lock: lock, shared: Some(shared) })
@@ -184,10 +169,7 @@ impl StateStore {
         } else {
             (parts::state_of(&found, &shared.name).map_err(|e| StateError::Table(format!("the shared state cannot be read: {e}")))?, false)
         };
-        let now = crate::clock::now();
-        for memory in state.leafs.values_mut() {
-            memory.repair_future(now);
-        }
+        repair_future(&mut state);
         *shared.term.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((fence, found.into_iter().collect()));
         let mut inner = self.lock();
         inner.state = state;
@@ -299,8 +281,27 @@ impl StateStore {
     }
 }
 
-/// Takes the exclusive lock beside `path` and writes our pid into it.
+/// Forgets times from the future in the leafs' memory (a bogus query-log line read by an
+/// older version); true when it did.
+fn repair_future(state: &mut State) -> bool {
+    let now = crate::clock::now();
+    let mut repaired = false;
+    for (leaf, memory) in &mut state.leafs {
+        let cleared = memory.repair_future(now);
+        if !cleared.is_empty() {
+            tracing::warn!(leaf, ?cleared, "the state held times from the future (a bogus query-log line read by an older version); forgot them");
+            repaired = true;
+        }
+    }
+    repaired
+}
+
+/// Creates the state file's directory, takes the exclusive lock beside `path` and writes
+/// our pid into it.
 fn lock(path: &Path) -> Result<std::fs::File, StateError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| StateError::Io { path: path.to_owned(), source })?;
+    }
     let lock_path = path.with_extension("lock");
     let io = |source| StateError::Io { path: lock_path.clone(), source };
     let mut file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&lock_path).map_err(io)?;
