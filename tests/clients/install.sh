@@ -44,15 +44,8 @@ _mcc_hash12() {  # FILES... -> first 12 hex chars of sha256 over their contents
 source "$_MCC_HERE/../emulators/emulators.sh" || return 1 2>/dev/null || exit 1
 
 _mcc_find_node() {
-    local c
-    for c in "${CM_NODE:-}" "$(command -v node 2>/dev/null || true)" /usr/bin/node; do
-        [[ -n $c && -x $c ]] || continue
-        if "$c" -e 'process.exit(parseInt(process.versions.node) >= 18 ? 0 : 1)' >/dev/null 2>&1; then
-            printf '%s\n' "$c"
-            return 0
-        fi
-    done
-    return 1
+    _emu_first_runnable -e 'process.exit(parseInt(process.versions.node) >= 18 ? 0 : 1)' \
+        "${CM_NODE:-}" "$(command -v node 2>/dev/null || true)" /usr/bin/node
 }
 
 _mcc_ok() {  # DIR: marker present, venv python runs, minecraft-protocol present

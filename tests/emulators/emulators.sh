@@ -59,11 +59,19 @@ _emu_venv_ok() {
 # install covers both. Each candidate is actually run: a pyenv shim for python3.13
 # is on PATH even when pyenv has not selected 3.13 and then fails when run.
 _emu_find_python313() {
-    local c
-    for c in "${CM_PYTHON313:-}" "$(command -v python3.13 2>/dev/null || true)" \
-             "$HOME"/.pyenv/versions/3.13*/bin/python3.13; do
+    _emu_first_runnable -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' \
+        "${CM_PYTHON313:-}" "$(command -v python3.13 2>/dev/null || true)" \
+        "$HOME"/.pyenv/versions/3.13*/bin/python3.13
+}
+
+# Prints the first CANDIDATE (empty ones skipped) that exists and for which
+# `CANDIDATE FLAG CODE` succeeds: an interpreter that really runs that code.
+_emu_first_runnable() {  # FLAG CODE CANDIDATE...
+    local flag=$1 code=$2 c
+    shift 2
+    for c; do
         [[ -n $c && -x $c ]] || continue
-        if "$c" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' >/dev/null 2>&1; then
+        if "$c" "$flag" "$code" >/dev/null 2>&1; then
             printf '%s\n' "$c"
             return 0
         fi
